@@ -1,0 +1,26 @@
+# Two commands do all the set-up on a fresh clone: `make run` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+IDP_HOST ?= 127.0.0.1
+IDP_PORT ?= 8000
+
+.PHONY: run test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: install
+	$(BIN)/flask --app wsgi setup
+	$(BIN)/gunicorn --bind "$(IDP_HOST):$(IDP_PORT)" --workers 2 --threads 4 --access-logfile - wsgi:app
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

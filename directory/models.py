@@ -1,0 +1,138 @@
+"""The directory's tables. Rows are data: the rules live in policy.py, the writers beside it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from directory import policy
+from directory.db import db
+
+
+class Role(db.Model):
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    builtin: Mapped[bool] = mapped_column(default=False)
+    grants: Mapped[list[RolePermission]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return frozenset(grant.permission for grant in self.grants)
+
+
+class RolePermission(db.Model):
+    __tablename__ = "role_permissions"
+
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class User(db.Model):
+    """A person who signs in at the portal. `username` is stored case-folded, so it is unique
+    regardless of case."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    # Written first by every sign-in: the write is also the per-user lock that keeps racing
+    # sign-ins from exceeding the session limit (see sessions.open).
+    last_sign_in_at: Mapped[datetime | None]
+
+    role: Mapped[Role] = relationship(lazy="joined")
+
+    def can(self, permission: str) -> bool:
+        return permission in self.role.permissions
+
+
+class DirectorySettings(db.Model):
+    """The single row of admin-set session settings (id 1); absent means all defaults."""
+
+    __tablename__ = "directory_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inactivity_seconds: Mapped[int | None]
+    absolute_seconds: Mapped[int]
+    persistent_login: Mapped[bool]
+    max_sessions: Mapped[int | None]
+    on_limit: Mapped[str] = mapped_column(String(16))
+    signout_url: Mapped[str | None] = mapped_column(String(2000))
+    retention_seconds: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+class DirectorySession(db.Model):
+    """A signed-in browser. The cookie's token is never stored, only its SHA-256.
+
+    The lifetime in force at sign-in is captured on the row, so later settings changes do not
+    move existing deadlines unless an admin applies them explicitly.
+    """
+
+    __tablename__ = "directory_sessions"
+    __table_args__ = (
+        Index("ix_directory_sessions_user_live", "user_id", "ended_at"),
+        Index("ix_directory_sessions_due", "ended_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]  # the sign-in instant, later the OIDC auth_time
+    last_activity_at: Mapped[datetime]
+    inactivity_seconds: Mapped[int | None]
+    absolute_seconds: Mapped[int]
+    # The earlier deadline, kept in step with the three columns above so sweeps and lists
+    # can find expired sessions through an index.
+    expires_at: Mapped[datetime]
+    persistent: Mapped[bool] = mapped_column(default=False)
+    auth_method: Mapped[str] = mapped_column(String(16), default="pwd")
+    ip_address: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+
+    @property
+    def lifetime(self) -> policy.Lifetime:
+        inactivity = None if self.inactivity_seconds is None else timedelta(seconds=self.inactivity_seconds)
+        return policy.Lifetime(inactivity=inactivity, absolute=timedelta(seconds=self.absolute_seconds))
+
+    @property
+    def idle_deadline(self) -> datetime | None:
+        return policy.idle_deadline(self.last_activity_at, self.lifetime)
+
+    @property
+    def absolute_deadline(self) -> datetime:
+        return policy.absolute_deadline(self.created_at, self.lifetime)
+
+
+class AuditEvent(db.Model):
+    """Who did what to whom, when and from where. Names are copied so the trail outlives rows."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(150))
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    ip_address: Mapped[str] = mapped_column(String(45), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

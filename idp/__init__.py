@@ -1,0 +1,47 @@
+"""The directory's web side: `create_app` wires config, database, clock, pages and commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from directory import durations
+from directory.clock import SystemClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
+    """Build the app from `IDP_*` variables with `overrides` on top; `clock` defaults to the system's."""
+    from idp import admin, background, cli, config, database, portal, web_session
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        instance_path=os.environ.get("IDP_INSTANCE_PATH", str(ROOT / "instance")),
+    )
+    app.config.update(config.load(os.environ, overrides, app.instance_path))
+    app.extensions["idp.clock"] = clock or SystemClock()
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    database.init_app(app)
+    web_session.init_app(app)
+    app.register_blueprint(portal.bp)
+    app.register_blueprint(admin.bp)
+    cli.init_app(app)
+    background.init_app(app)
+
+    app.jinja_env.filters["when"] = lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
+    app.jinja_env.filters["duration"] = durations.human
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return render_template("error.html", error=error), error.code
+
+    return app

@@ -1,0 +1,96 @@
+"""Admin pages. Each view states its permission; without it the answer is 403."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from directory import durations, settings
+from directory.policy import OnLimit
+from idp import context, web_session
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+UNIT_LABELS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@bp.get("/settings")
+@web_session.require_permission("sessions:configure")
+def session_settings():
+    return _settings_page(settings.load(), {})
+
+
+@bp.post("/settings")
+@web_session.require_permission("sessions:configure")
+def save_session_settings():
+    new, errors = _parse(request.form, settings.load())
+    if not errors:
+        try:
+            changed = settings.save(
+                new, now=context.now(), actor=g.user, ip=context.client_ip(),
+                apply_to_existing=request.form.get("apply_to_existing") == "on",
+            )
+        except settings.InvalidSettings as invalid:
+            errors = invalid.errors
+        else:
+            flash(f"Saved {len(changed)} change(s)." if changed else "Nothing changed.", "info")
+            return redirect(url_for(".session_settings"), 303)
+    return _settings_page(new, errors, status=400)
+
+
+def _settings_page(shown: settings.SessionSettings, errors: dict[str, str], status: int = 200):
+    return render_template(
+        "admin/settings.html",
+        shown=shown,
+        errors=errors,
+        defaults=settings.SessionSettings(),
+        units=UNIT_LABELS,
+        split=lambda value: durations.largest_unit(value) if value else ("", "m"),
+        human=durations.human,
+    ), status
+
+
+def _parse(form, current: settings.SessionSettings) -> tuple[settings.SessionSettings, dict[str, str]]:
+    """The form's values over `current`; malformed fields are kept as they were and reported."""
+    errors: dict[str, str] = {}
+    values: dict = {
+        "persistent_login": form.get("persistent_login") == "on",
+        "signout_url": form.get("signout_url", "").strip() or None,
+    }
+    for name in ("absolute", "retention"):
+        values[name] = _duration(form, name, errors, getattr(current, name))
+    values["inactivity"] = (
+        _duration(form, "inactivity", errors, current.inactivity or settings.SessionSettings().inactivity)
+        if form.get("inactivity_enabled") == "on"
+        else None
+    )
+    if form.get("max_sessions_enabled") != "on":
+        values["max_sessions"] = None
+    elif (count := _whole(form.get("max_sessions", ""))) is None:
+        errors["max_sessions"] = "enter a whole number"
+    else:
+        values["max_sessions"] = count
+    try:
+        values["on_limit"] = OnLimit(form.get("on_limit", current.on_limit.value))
+    except ValueError:
+        errors["on_limit"] = "choose end-oldest or refuse"
+    return replace(current, **values), errors
+
+
+def _whole(raw: str) -> int | None:
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
+
+
+def _duration(form, name: str, errors: dict[str, str], fallback: timedelta) -> timedelta:
+    unit = form.get(f"{name}_unit", "")
+    count = _whole(form.get(f"{name}_value", ""))
+    if unit not in durations.UNITS:
+        errors[name] = "choose a unit"
+    elif count is None:
+        errors[name] = "enter a whole number"
+    else:
+        return timedelta(seconds=count * durations.UNITS[unit])
+    return fallback

@@ -1,0 +1,233 @@
+"""`flask --app wsgi ...` commands. Each exits 0 on success, else 1 with a one-line `Error:`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import replace
+
+import click
+from flask.cli import AppGroup
+from flask_migrate import upgrade
+from sqlalchemy import select
+
+from directory import accounts, durations, sessions, settings
+from directory.db import db
+from directory.models import DirectorySession, User
+from directory.policy import EndReason, OnLimit
+from idp import context
+from idp.database import MIGRATIONS
+
+users_cli = AppGroup("users", help="Create users and set passwords.")
+settings_cli = AppGroup("settings", help="Show and change the session settings.")
+sessions_cli = AppGroup("sessions", help="List, end and sweep directory sessions.")
+
+
+def init_app(app) -> None:
+    for command in (setup, users_cli, settings_cli, sessions_cli):
+        app.cli.add_command(command)
+
+
+def _fail(message: str):
+    raise click.ClickException(message)
+
+
+@click.command("setup")
+@click.option("--admin-password", envvar="IDP_ADMIN_PASSWORD", help="Password for the first admin (default: random, printed once).")
+def setup(admin_password: str | None) -> None:
+    """Migrate the database, create the built-in roles and, on first run, user `admin`."""
+    upgrade(directory=MIGRATIONS)
+    accounts.ensure_builtin_roles()
+    if db.session.scalar(select(User.id).limit(1)) is not None:
+        click.echo("Database is up to date.")
+        return
+    password = admin_password or secrets.token_urlsafe(12)
+    try:
+        accounts.create_user("admin", password, now=context.now(), role="admin", display_name="Administrator")
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo("Created user 'admin' with role admin.")
+    if not admin_password:
+        click.echo(f"Its password, shown only this once: {password}")
+
+
+def _password(given: str | None, from_stdin: bool) -> str:
+    if given is not None and from_stdin:
+        _fail("give --password or --password-stdin, not both")
+    if from_stdin:
+        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+    if given is not None:
+        return given
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--password", help="The password (visible in the process list; prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--email", default="")
+@click.option("--display-name", default="")
+@click.option("--role", default="user", show_default=True)
+def create_user(username, password, password_stdin, email, display_name, role) -> None:
+    """Create a user who can sign in at the portal."""
+    try:
+        user = accounts.create_user(
+            username, _password(password, password_stdin), now=context.now(),
+            email=email, display_name=display_name, role=role,
+        )
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Created user {user.username!r} with role {role}.")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def set_password(username, password_stdin) -> None:
+    """Set a user's password; their sessions end."""
+    user = accounts.find_user(username) or _fail(f"no user {username!r}")
+    try:
+        accounts.set_password(user, _password(None, password_stdin), now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Password of {user.username!r} changed; their sessions have ended.")
+
+
+@settings_cli.command("show")
+def show_settings() -> None:
+    """Print the session settings as JSON."""
+    click.echo(json.dumps(settings.load().as_json(), indent=2))
+
+
+def _duration_or_off(value: str, option: str):
+    if value.strip().lower() == "off":
+        return None
+    return _duration(value, option)
+
+
+def _duration(value: str, option: str):
+    try:
+        return durations.parse(value)
+    except ValueError as error:
+        _fail(f"{option}: {error}")
+
+
+def _switch(value: str, option: str) -> bool:
+    if value.lower() not in ("on", "off"):
+        _fail(f"{option}: say on or off, not {value!r}")
+    return value.lower() == "on"
+
+
+@settings_cli.command("set")
+@click.option("--inactivity", help="Inactivity timeout, like 30m, or off.")
+@click.option("--absolute", help="Absolute timeout, like 8h.")
+@click.option("--persistent-login", help="on or off.")
+@click.option("--max-sessions", help="Concurrent sessions per user, 1 to 100, or off.")
+@click.option("--on-limit", help="end-oldest or refuse.")
+@click.option("--signout-url", help="Where users land after signing out or expiring; empty for the sign-in page.")
+@click.option("--retention", help="How long ended sessions are kept, like 30d.")
+@click.option("--apply-to-existing", is_flag=True, help="Recompute the deadlines of live sessions too.")
+def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit, signout_url, retention, apply_to_existing) -> None:
+    """Change session settings; options not given keep their value."""
+    changes: dict = {}
+    if inactivity is not None:
+        changes["inactivity"] = _duration_or_off(inactivity, "--inactivity")
+    if absolute is not None:
+        changes["absolute"] = _duration(absolute, "--absolute")
+    if retention is not None:
+        changes["retention"] = _duration(retention, "--retention")
+    if persistent_login is not None:
+        changes["persistent_login"] = _switch(persistent_login, "--persistent-login")
+    if max_sessions is not None:
+        if max_sessions.lower() == "off":
+            changes["max_sessions"] = None
+        elif max_sessions.isascii() and max_sessions.isdigit():
+            changes["max_sessions"] = int(max_sessions)
+        else:
+            _fail(f"--max-sessions: a whole number or off, not {max_sessions!r}")
+    if on_limit is not None:
+        if on_limit not in {policy.value for policy in OnLimit}:
+            _fail(f"--on-limit: end-oldest or refuse, not {on_limit!r}")
+        changes["on_limit"] = OnLimit(on_limit)
+    if signout_url is not None:
+        changes["signout_url"] = signout_url.strip() or None
+    try:
+        changed = settings.save(
+            replace(settings.load(), **changes), now=context.now(), actor=None,
+            actor_label="cli", apply_to_existing=apply_to_existing,
+        )
+    except settings.InvalidSettings as invalid:
+        _fail(str(invalid))
+    click.echo(f"Changed: {', '.join(changed)}." if changed else "Nothing changed.")
+
+
+def _session_json(row: DirectorySession) -> dict:
+    def stamp(moment):
+        return moment.isoformat() if moment else None
+
+    return {
+        "id": row.id,
+        "user": row.user.username,
+        "status": "ended" if row.ended_at else "active",
+        "signed_in_at": stamp(row.created_at),
+        "last_activity_at": stamp(row.last_activity_at),
+        "expires_at": stamp(row.expires_at),
+        "persistent": row.persistent,
+        "ip_address": row.ip_address,
+        "user_agent": row.user_agent,
+        "ended_at": stamp(row.ended_at),
+        "end_reason": row.end_reason,
+    }
+
+
+@sessions_cli.command("list")
+@click.option("--user", "username", help="Only this user's sessions.")
+@click.option("--ended", is_flag=True, help="Include sessions that have ended.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_sessions(username, ended, as_json) -> None:
+    """List live sessions (with --ended, also those kept after ending), newest first."""
+    query = select(DirectorySession).order_by(DirectorySession.created_at.desc(), DirectorySession.id.desc())
+    if username:
+        user = accounts.find_user(username) or _fail(f"no user {username!r}")
+        query = query.where(DirectorySession.user_id == user.id)
+    if not ended:
+        query = query.where(DirectorySession.ended_at.is_(None), DirectorySession.expires_at > context.now())
+    rows = [_session_json(row) for row in db.session.scalars(query)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':>6}  {'USER':<20} {'STATUS':<7} {'SIGNED IN':<25} {'EXPIRES':<25} IP")
+    for row in rows:
+        click.echo(
+            f"{row['id']:>6}  {row['user']:<20} {row['status']:<7} {row['signed_in_at']:<25} "
+            f"{row['expires_at']:<25} {row['ip_address']}"
+        )
+
+
+@sessions_cli.command("end")
+@click.argument("session_id", required=False, type=int)
+@click.option("--user", "username", help="End every session of this user.")
+@click.option("--all", "everyone", is_flag=True, help="End every session in the directory.")
+def end_sessions(session_id, username, everyone) -> None:
+    """End one session, all of a user's sessions, or all sessions."""
+    if sum(x is not None and x is not False for x in (session_id, username, everyone)) != 1:
+        _fail("give exactly one of a session ID, --user USERNAME or --all")
+    now = context.now()
+    if session_id is not None:
+        row = db.session.get(DirectorySession, session_id) or _fail(f"no session {session_id}")
+        if not sessions.end(row, EndReason.ENDED_BY_ADMIN, now=now, actor_label="cli"):
+            _fail(f"session {session_id} had already ended")
+        click.echo(f"Ended session {session_id}.")
+        return
+    user = None
+    if username:
+        user = accounts.find_user(username) or _fail(f"no user {username!r}")
+    count = sessions.end_all(user=user, reason=EndReason.ENDED_BY_ADMIN, now=now, actor_label="cli")
+    click.echo(f"Ended {count} session(s).")
+
+
+@sessions_cli.command("sweep")
+def sweep() -> None:
+    """End sessions that expired unseen and purge those past the retention period."""
+    ended, purged = sessions.sweep(now=context.now(), retention=settings.load().retention)
+    click.echo(f"Ended {ended} expired session(s); purged {purged} past retention.")
