@@ -76,43 +76,34 @@ def _load_session() -> None:
     g.directory_session, g.user = found, found.user
     if sessions.touch(found, now=now):
         # Refresh the cookie with the touch: a persistent one follows a re-applied deadline.
-        g.cookie = ("set", token)
+        g.cookie = (token, found)
 
 
 def bind(response, opened: sessions.Opened):
     """Give the browser its new session: a fresh token, and a fresh CSRF token (no fixation)."""
     session.clear()
     csrf_token()
-    _set_cookie(response, opened.token, opened.session)
+    g.cookie = (opened.token, opened.session)
     return response
 
 
 def unbind(response):
+    """Forget the browser's session at sign-out: both cookies, so the CSRF token rotates too."""
     session.clear()
-    response.delete_cookie(current_app.config["DIRECTORY_COOKIE"], path="/", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax")
+    g.cookie = "clear"
     return response
 
 
-def _set_cookie(response, token: str, directory_session: DirectorySession) -> None:
-    response.set_cookie(
-        current_app.config["DIRECTORY_COOKIE"],
-        token,
-        expires=policy.cookie_expires(
-            directory_session.persistent, directory_session.created_at, directory_session.lifetime
-        ),
-        path="/",
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
-        httponly=True,
-        samesite="Lax",
-    )
-
-
 def _write_cookie(response):
-    action = g.get("cookie")
+    """The one place the session cookie is written, after the view had its say."""
+    action, config = g.get("cookie"), current_app.config
+    flags = {"path": "/", "secure": config["SESSION_COOKIE_SECURE"], "httponly": True, "samesite": "Lax"}
     if action == "clear":
-        unbind(response)
-    elif action and g.directory_session is not None:
-        _set_cookie(response, action[1], g.directory_session)
+        response.delete_cookie(config["DIRECTORY_COOKIE"], **flags)
+    elif action is not None:
+        token, bound = action
+        expires = policy.cookie_expires(bound.persistent, bound.created_at, bound.lifetime)
+        response.set_cookie(config["DIRECTORY_COOKIE"], token, expires=expires, **flags)
     return response
 
 
@@ -122,7 +113,7 @@ def end_message(reason: EndReason, ended: DirectorySession) -> str:
     if reason is EndReason.IDLE_TIMEOUT and lifetime.inactivity is not None:
         return f"You were signed out after {durations.human(lifetime.inactivity)} of inactivity."
     if reason is EndReason.ABSOLUTE_TIMEOUT:
-        return f"Your session reached its {durations.human(lifetime.absolute)} limit. Please sign in again."
+        return f"Your session reached its time limit of {durations.human(lifetime.absolute)}. Please sign in again."
     return {
         EndReason.SIGNED_OUT: "You have signed out.",
         EndReason.SESSION_LIMIT: "You were signed out because your account signed in elsewhere and reached its session limit.",

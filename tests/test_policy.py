@@ -1,0 +1,101 @@
+"""The time rules as tables of instants: one second before, at, and after each deadline."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from directory import policy
+from directory.policy import EndReason, Lifetime, OnLimit
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+DEFAULT = Lifetime(inactivity=timedelta(minutes=30), absolute=timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    "elapsed, expected",
+    [
+        (timedelta(minutes=30) - S, None),
+        (timedelta(minutes=30), EndReason.IDLE_TIMEOUT),
+        (timedelta(minutes=30) + S, EndReason.IDLE_TIMEOUT),
+    ],
+)
+def test_inactivity_ends_a_session_exactly_at_its_deadline(elapsed, expected):
+    assert policy.evaluate(T0, T0, DEFAULT, T0 + elapsed) is expected
+
+
+def test_activity_moves_the_inactivity_deadline():
+    active_at = T0 + timedelta(minutes=29)
+    assert policy.evaluate(T0, active_at, DEFAULT, active_at + timedelta(minutes=30) - S) is None
+    assert policy.evaluate(T0, active_at, DEFAULT, active_at + timedelta(minutes=30)) is EndReason.IDLE_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "elapsed, expected",
+    [
+        (timedelta(hours=8) - S, None),
+        (timedelta(hours=8), EndReason.ABSOLUTE_TIMEOUT),
+        (timedelta(hours=8) + S, EndReason.ABSOLUTE_TIMEOUT),
+    ],
+)
+def test_the_absolute_timeout_ends_a_session_whatever_its_activity(elapsed, expected):
+    last_activity = T0 + elapsed - S  # active one second ago, every time
+    assert policy.evaluate(T0, last_activity, DEFAULT, T0 + elapsed) is expected
+
+
+def test_with_inactivity_off_only_the_absolute_deadline_counts():
+    lifetime = Lifetime(inactivity=None, absolute=timedelta(hours=8))
+    assert policy.idle_deadline(T0, lifetime) is None
+    assert policy.evaluate(T0, T0, lifetime, T0 + timedelta(hours=8) - S) is None
+    assert policy.evaluate(T0, T0, lifetime, T0 + timedelta(hours=8)) is EndReason.ABSOLUTE_TIMEOUT
+
+
+def test_expiry_names_the_absolute_limit_when_both_deadlines_coincide():
+    lifetime = Lifetime(inactivity=timedelta(hours=1), absolute=timedelta(hours=8))
+    assert policy.expiry(T0, T0 + timedelta(hours=7), lifetime) == (T0 + timedelta(hours=8), EndReason.ABSOLUTE_TIMEOUT)
+
+
+def test_expiry_is_the_earlier_deadline():
+    assert policy.expiry(T0, T0, DEFAULT) == (T0 + timedelta(minutes=30), EndReason.IDLE_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "inactivity, interval",
+    [
+        (timedelta(minutes=30), timedelta(seconds=60)),
+        (timedelta(minutes=10), timedelta(seconds=60)),
+        (timedelta(minutes=5), timedelta(seconds=30)),
+        (timedelta(minutes=1), timedelta(seconds=6)),
+        (None, timedelta(seconds=60)),
+    ],
+)
+def test_activity_is_written_at_most_once_per_tenth_of_the_timeout_capped_at_a_minute(inactivity, interval):
+    lifetime = Lifetime(inactivity=inactivity, absolute=timedelta(hours=8))
+    assert policy.touch_interval(lifetime) == interval
+    assert not policy.should_touch(T0, lifetime, T0 + interval - S)
+    assert policy.should_touch(T0, lifetime, T0 + interval)
+
+
+@pytest.mark.parametrize(
+    "active, limit, on_limit, allowed, evicted",
+    [
+        (["a", "b"], None, OnLimit.END_OLDEST, True, ()),
+        (["a", "b"], 3, OnLimit.END_OLDEST, True, ()),
+        (["a", "b"], 2, OnLimit.END_OLDEST, True, ("a",)),
+        (["a", "b", "c"], 1, OnLimit.END_OLDEST, True, ("a", "b", "c")),
+        (["a", "b"], 3, OnLimit.REFUSE, True, ()),
+        (["a", "b"], 2, OnLimit.REFUSE, False, ()),
+        ([], 1, OnLimit.REFUSE, True, ()),
+    ],
+)
+def test_admission_counts_the_new_session_against_the_limit(active, limit, on_limit, allowed, evicted):
+    assert policy.admit(active, limit, on_limit) == policy.Admission(allowed, evicted)
+
+
+def test_a_persistent_cookie_expires_at_the_absolute_deadline_and_a_browser_cookie_never():
+    assert policy.cookie_expires(True, T0, DEFAULT) == T0 + timedelta(hours=8)
+    assert policy.cookie_expires(False, T0, DEFAULT) is None
+
+
+def test_ended_sessions_are_purged_once_the_retention_period_has_passed():
+    assert policy.purge_cutoff(T0, timedelta(days=30)) == T0 - timedelta(days=30)
