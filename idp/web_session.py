@@ -57,7 +57,7 @@ def _check_csrf() -> None:
 
 
 def _load_session() -> None:
-    g.user = g.directory_session = g.ended = None
+    g.user = g.directory_session = g.ended = g.cookie = None
     if request.endpoint == "static" or _view_flag("sessionless"):
         return
     token = request.cookies.get(current_app.config["DIRECTORY_COOKIE"])

@@ -3,6 +3,7 @@ is set) driven by a FrozenClock, a browser-like client, and portal actions."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pytest
 from directory import accounts
 from directory.clock import FrozenClock
 from directory.db import db
+from flask.testing import FlaskClient
 from idp import create_app
 
 START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
@@ -21,6 +23,14 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def database_url(tmp_path) -> str:
     return os.environ.get("IDP_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'directory.sqlite3'}"
+
+
+class BrowserClient(FlaskClient):
+    """Runs each request in a fresh context, as a server does: its own app context, `g` and
+    database session, never the test's."""
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
 
 
 @pytest.fixture
@@ -42,6 +52,7 @@ def make_app(tmp_path, clock):
             **overrides,
         }
         app = create_app(config, clock=clock)
+        app.test_client_class = BrowserClient
         with app.app_context():
             db.drop_all()
             db.create_all()
