@@ -1,0 +1,70 @@
+"""The sweep: sessions that expired unseen are ended at their deadline; old ones are purged."""
+
+from datetime import timedelta
+
+from directory import sessions, settings
+from tests.conftest import START, Portal
+from tests.factories import make_user, session_rows, set_settings
+
+RETENTION = timedelta(days=30)
+
+
+def sign_in(app, username="alice"):
+    Portal(app.test_client()).login(username)
+
+
+def test_sweep_ends_idle_sessions_at_their_inactivity_deadline(app, clock):
+    make_user("alice")
+    sign_in(app)
+    clock.advance(minutes=45)
+    assert sessions.sweep(now=clock.now(), retention=RETENTION) == (1, 0)
+    (row,) = session_rows()
+    assert (row.end_reason, row.ended_at) == ("idle_timeout", START + timedelta(minutes=30))
+
+
+def test_sweep_ends_sessions_past_their_absolute_deadline_with_that_reason(app, clock):
+    make_user("alice")
+    set_settings(inactivity=None)
+    sign_in(app)
+    clock.advance(hours=9)
+    sessions.sweep(now=clock.now(), retention=RETENTION)
+    (row,) = session_rows()
+    assert (row.end_reason, row.ended_at) == ("absolute_timeout", START + timedelta(hours=8))
+
+
+def test_sweep_leaves_live_sessions_alone(app, clock):
+    make_user("alice")
+    sign_in(app)
+    clock.advance(minutes=30, seconds=-1)
+    assert sessions.sweep(now=clock.now(), retention=RETENTION) == (0, 0)
+    assert session_rows()[0].ended_at is None
+
+
+def test_a_second_sweep_ends_nothing_twice(app, clock):
+    make_user("alice")
+    sign_in(app)
+    clock.advance(hours=1)
+    sessions.sweep(now=clock.now(), retention=RETENTION)
+    assert sessions.sweep(now=clock.now(), retention=RETENTION) == (0, 0)
+
+
+def test_ended_sessions_are_kept_for_the_retention_period_then_purged(app, clock):
+    make_user("alice")
+    sign_in(app)
+    clock.advance(minutes=30)  # ends now, at 09:30
+    sessions.sweep(now=clock.now(), retention=RETENTION)
+    clock.advance(days=30)
+    assert sessions.sweep(now=clock.now(), retention=RETENTION) == (0, 0)
+    clock.advance(seconds=1)
+    assert sessions.sweep(now=clock.now(), retention=RETENTION) == (0, 1)
+    assert session_rows() == []
+
+
+def test_a_swept_sessions_browser_learns_why_it_was_signed_out(app, clock):
+    make_user("alice")
+    browser = Portal(app.test_client())
+    browser.login()
+    clock.advance(minutes=31)
+    sessions.sweep(now=clock.now(), retention=settings.load().retention)
+    assert browser.client.get("/").status_code == 302
+    assert "after 30 minutes of inactivity" in browser.client.get("/login").get_data(as_text=True)
