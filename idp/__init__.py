@@ -40,8 +40,21 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     app.jinja_env.filters["when"] = lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
     app.jinja_env.filters["duration"] = durations.human
 
+    app.after_request(_security_headers)
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         return render_template("error.html", error=error), error.code
 
     return app
+
+
+def _security_headers(response):
+    """No page of the directory may be framed, sniffed, cached or leak its URL elsewhere."""
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def init_app(app) -> None:
     interval = app.config["SWEEP_INTERVAL"]
-    if not interval or app.testing:
+    if not interval:
         return
     lock = threading.Lock()
     sweeper = threading.Thread(target=_loop, args=(app, interval), name="idp-sweeper", daemon=True)
@@ -30,13 +30,19 @@ def init_app(app) -> None:
 
 
 def _loop(app, interval: int) -> None:
-    stop = threading.Event()
-    while not stop.wait(interval):
-        with app.app_context():
-            try:
-                now = app.extensions["idp.clock"].now()
-                ended, purged = sessions.sweep(now=now, retention=settings.load().retention)
-                if ended or purged:
-                    log.info("sweep ended %d expired sessions, purged %d", ended, purged)
-            except Exception:  # the loop must outlive a database hiccup
-                log.exception("session sweep failed")
+    while not threading.Event().wait(interval):
+        sweep_once(app)
+
+
+def sweep_once(app) -> tuple[int, int]:
+    """One sweep in its own app context; a failure is logged and the loop goes on."""
+    with app.app_context():
+        try:
+            now = app.extensions["idp.clock"].now()
+            ended, purged = sessions.sweep(now=now, retention=settings.load().retention)
+        except Exception:  # the loop must outlive a database hiccup
+            log.exception("session sweep failed")
+            return 0, 0
+    if ended or purged:
+        log.info("sweep ended %d expired sessions, purged %d", ended, purged)
+    return ended, purged

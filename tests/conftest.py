@@ -46,6 +46,7 @@ def make_app(tmp_path, clock):
     def build(**overrides):
         config = {
             "TESTING": True,
+            "SWEEP_INTERVAL": 0,
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
             "DATABASE_URL": database_url(tmp_path),
             "ISSUER": "http://localhost",

@@ -340,3 +340,9 @@ def test_health_is_503_when_the_database_is_unreachable(tmp_path, clock):
     )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503 and response.json["database"] == "unreachable"
+
+
+def test_pages_cannot_be_framed_sniffed_or_cached(client):
+    headers = client.get("/login").headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"

@@ -1,8 +1,10 @@
 """The sweep: sessions that expired unseen are ended at their deadline; old ones are purged."""
 
+import threading
 from datetime import timedelta
 
 from directory import sessions, settings
+from idp import background
 from tests.conftest import START, Portal
 from tests.factories import make_user, session_rows, set_settings
 
@@ -68,3 +70,18 @@ def test_a_swept_sessions_browser_learns_why_it_was_signed_out(app, clock):
     sessions.sweep(now=clock.now(), retention=settings.load().retention)
     assert browser.client.get("/").status_code == 302
     assert "after 30 minutes of inactivity" in browser.client.get("/login").get_data(as_text=True)
+
+
+def test_the_server_starts_its_sweeper_with_the_first_request(make_app):
+    app = make_app(SWEEP_INTERVAL=3600)
+    assert not any(thread.name == "idp-sweeper" for thread in threading.enumerate())
+    app.test_client().get("/login")
+    assert any(thread.name == "idp-sweeper" and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_one_server_sweep_ends_sessions_that_expired_unseen(app, clock):
+    make_user("alice")
+    sign_in(app)
+    clock.advance(minutes=30)
+    assert background.sweep_once(app) == (1, 0)
+    assert session_rows()[0].end_reason == "idle_timeout"
