@@ -121,6 +121,14 @@ class DirectorySession(db.Model):
     def absolute_deadline(self) -> datetime:
         return policy.absolute_deadline(self.created_at, self.lifetime)
 
+    def outcome(self, now: datetime) -> tuple[datetime | None, str | None]:
+        """When and why the session ended, as of `now`: an expiry not yet recorded by a
+        request or a sweep counts too. (None, None) while it is alive."""
+        if self.ended_at is not None:
+            return self.ended_at, self.end_reason
+        deadline, reason = policy.expiry(self.created_at, self.last_activity_at, self.lifetime)
+        return (deadline, reason.value) if now >= deadline else (None, None)
+
 
 class AuditEvent(db.Model):
     """Who did what to whom, when and from where. Names are copied so the trail outlives rows."""

@@ -126,15 +126,12 @@ def find(token: str) -> DirectorySession | None:
 
 
 def check(session: DirectorySession, *, now: datetime) -> EndReason | None:
-    """None while the session is alive, else why it ended (ending it now if it just expired).
-
-    An expired session is recorded as ended at its deadline, not at the request that noticed.
-    """
+    """None while the session is alive, else why it ended (recording an expiry it just noticed)."""
     if session.ended_at is None:
         deadline, reason = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)
         if now < deadline:
             return None
-        _end(session, reason, now=now, at=deadline)
+        _end(session, reason, now=now)
         db.session.commit()
     return EndReason(session.end_reason)
 
@@ -163,14 +160,24 @@ def _end(
     now: datetime,
     actor: User | None = None,
     actor_label: str | None = None,
-    at: datetime | None = None,
 ) -> bool:
-    """The one funnel for ending a session. Conditional on it being live, so two enders
-    racing (an admin and a sweep, two workers) end and record it exactly once."""
+    """The one funnel for ending a session; True when this call ended it for `reason`.
+
+    A session already past its deadline is recorded as expired, at its deadline, whoever
+    asked: an admin cannot relabel an expiry nobody had noticed yet. The update is
+    conditional on the row being live, so two enders racing (an admin and a sweep, two
+    workers) record one ending.
+    """
+    asked, ended_at = reason, now
+    deadline, expired_as = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)
+    if now >= deadline:
+        reason, ended_at = expired_as, deadline
+        if reason is not asked:
+            actor = actor_label = None
     result = db.session.execute(
         update(DirectorySession)
         .where(DirectorySession.id == session.id, DirectorySession.ended_at.is_(None))
-        .values(ended_at=at or now, end_reason=reason.value, ended_by_id=actor.id if actor else None)
+        .values(ended_at=ended_at, end_reason=reason.value, ended_by_id=actor.id if actor else None)
         .execution_options(synchronize_session="fetch")
     )
     if result.rowcount != 1:
@@ -180,7 +187,7 @@ def _end(
         "session.ended", now=now, actor=actor, actor_label=actor_label, target_user=session.user,
         target=f"session {session.id}", reason=reason.value,
     )
-    return True
+    return reason is asked
 
 
 def end(
@@ -251,8 +258,8 @@ def sweep(*, now: datetime, retention) -> tuple[int, int]:
         if not due:
             break
         for session in due:
-            deadline, reason = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)
-            ended += _end(session, reason, now=now, at=deadline)
+            reason = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)[1]
+            ended += _end(session, reason, now=now)
         db.session.commit()
     purged = db.session.execute(
         delete(DirectorySession).where(DirectorySession.ended_at < policy.purge_cutoff(now, retention))

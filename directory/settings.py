@@ -15,6 +15,7 @@ INACTIVITY_RANGE = (timedelta(minutes=1), timedelta(days=90))
 ABSOLUTE_RANGE = (timedelta(minutes=5), timedelta(days=365))
 RETENTION_RANGE = (timedelta(days=1), timedelta(days=3650))
 MAX_SESSIONS_RANGE = (1, 100)
+MAX_URL_LENGTH = 2000  # the column's size
 
 
 class InvalidSettings(ValueError):
@@ -51,7 +52,9 @@ class SessionSettings:
         low, high = MAX_SESSIONS_RANGE
         if self.max_sessions is not None and not low <= self.max_sessions <= high:
             found["max_sessions"] = f"must be between {low} and {high}"
-        if self.signout_url is not None and not _is_destination(self.signout_url):
+        if self.signout_url is not None and len(self.signout_url) > MAX_URL_LENGTH:
+            found["signout_url"] = f"must be at most {MAX_URL_LENGTH} characters"
+        elif self.signout_url is not None and not _is_destination(self.signout_url):
             found["signout_url"] = "must be an http(s) URL or a path on this site starting with /"
         return found
 
@@ -73,6 +76,10 @@ def _check_range(found: dict[str, str], field: str, value: timedelta, bounds: tu
 
 
 def _is_destination(url: str) -> bool:
+    # Browsers read a backslash as a slash and drop control characters: either can turn a
+    # path into another origin, or a header into two.
+    if "\\" in url or any(ch.isspace() or not ch.isprintable() for ch in url):
+        return False
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         return bool(parts.netloc)

@@ -19,7 +19,7 @@ UNIT_LABELS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 @bp.get("/settings")
 @web_session.require_permission("sessions:configure")
 def session_settings():
-    return _settings_page(settings.load(), {})
+    return _settings_page(_fields(settings.load()), {})
 
 
 @bp.post("/settings")
@@ -37,19 +37,31 @@ def save_session_settings():
         else:
             flash(f"Saved {len(changed)} change(s)." if changed else "Nothing changed.", "info")
             return redirect(url_for(".session_settings"), 303)
-    return _settings_page(new, errors, status=400)
+    return _settings_page(request.form, errors, status=400)
 
 
-def _settings_page(shown: settings.SessionSettings, errors: dict[str, str], status: int = 200):
+def _settings_page(fields, errors: dict[str, str], status: int = 200):
+    """The form showing `fields` (raw strings: stored values, or what was just submitted)."""
     return render_template(
-        "admin/settings.html",
-        shown=shown,
-        errors=errors,
-        defaults=settings.SessionSettings(),
-        units=UNIT_LABELS,
-        split=lambda value: durations.largest_unit(value) if value else ("", "m"),
-        human=durations.human,
+        "admin/settings.html", fields=fields, errors=errors, defaults=settings.SessionSettings(), units=UNIT_LABELS
     ), status
+
+
+def _fields(current: settings.SessionSettings) -> dict[str, str]:
+    """Stored settings as the form's raw values; switched-off fields show their defaults."""
+    defaults = settings.SessionSettings()
+    fields = {
+        "inactivity_enabled": "on" if current.inactivity else "",
+        "persistent_login": "on" if current.persistent_login else "",
+        "max_sessions_enabled": "on" if current.max_sessions else "",
+        "max_sessions": str(current.max_sessions or 3),
+        "on_limit": current.on_limit.value,
+        "signout_url": current.signout_url or "",
+    }
+    for name in ("inactivity", "absolute", "retention"):
+        count, unit = durations.largest_unit(getattr(current, name) or getattr(defaults, name))
+        fields[f"{name}_value"], fields[f"{name}_unit"] = str(count), unit
+    return fields
 
 
 def _parse(form, current: settings.SessionSettings) -> tuple[settings.SessionSettings, dict[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from dataclasses import replace
 
 import click
@@ -55,7 +56,7 @@ def _password(given: str | None, from_stdin: bool) -> str:
     if given is not None and from_stdin:
         _fail("give --password or --password-stdin, not both")
     if from_stdin:
-        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+        return sys.stdin.readline().rstrip("\r\n")
     if given is not None:
         return given
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -161,22 +162,23 @@ def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit,
     click.echo(f"Changed: {', '.join(changed)}." if changed else "Nothing changed.")
 
 
-def _session_json(row: DirectorySession) -> dict:
+def _session_json(row: DirectorySession, now) -> dict:
     def stamp(moment):
         return moment.isoformat() if moment else None
 
+    ended_at, end_reason = row.outcome(now)
     return {
         "id": row.id,
         "user": row.user.username,
-        "status": "ended" if row.ended_at else "active",
+        "status": "ended" if ended_at else "active",
         "signed_in_at": stamp(row.created_at),
         "last_activity_at": stamp(row.last_activity_at),
         "expires_at": stamp(row.expires_at),
         "persistent": row.persistent,
         "ip_address": row.ip_address,
         "user_agent": row.user_agent,
-        "ended_at": stamp(row.ended_at),
-        "end_reason": row.end_reason,
+        "ended_at": stamp(ended_at),
+        "end_reason": end_reason,
     }
 
 
@@ -190,9 +192,10 @@ def list_sessions(username, ended, as_json) -> None:
     if username:
         user = accounts.find_user(username) or _fail(f"no user {username!r}")
         query = query.where(DirectorySession.user_id == user.id)
+    now = context.now()
     if not ended:
-        query = query.where(DirectorySession.ended_at.is_(None), DirectorySession.expires_at > context.now())
-    rows = [_session_json(row) for row in db.session.scalars(query)]
+        query = query.where(DirectorySession.ended_at.is_(None), DirectorySession.expires_at > now)
+    rows = [_session_json(row, now) for row in db.session.scalars(query)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

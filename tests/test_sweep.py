@@ -72,11 +72,16 @@ def test_a_swept_sessions_browser_learns_why_it_was_signed_out(app, clock):
     assert "after 30 minutes of inactivity" in browser.client.get("/login").get_data(as_text=True)
 
 
+def sweepers() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "idp-sweeper"}
+
+
 def test_the_server_starts_its_sweeper_with_the_first_request(make_app):
     app = make_app(SWEEP_INTERVAL=3600)
-    assert not any(thread.name == "idp-sweeper" for thread in threading.enumerate())
+    before = sweepers()
     app.test_client().get("/login")
-    assert any(thread.name == "idp-sweeper" and thread.is_alive() for thread in threading.enumerate())
+    app.test_client().get("/login")
+    assert len(sweepers() - before) == 1
 
 
 def test_one_server_sweep_ends_sessions_that_expired_unseen(app, clock):
