@@ -121,12 +121,17 @@ class DirectorySession(db.Model):
     def absolute_deadline(self) -> datetime:
         return policy.absolute_deadline(self.created_at, self.lifetime)
 
+    @property
+    def expiry(self) -> tuple[datetime, policy.EndReason]:
+        """The deadline that ends this session unless activity moves it, and its reason."""
+        return policy.expiry(self.created_at, self.last_activity_at, self.lifetime)
+
     def outcome(self, now: datetime) -> tuple[datetime | None, str | None]:
         """When and why the session ended, as of `now`: an expiry not yet recorded by a
         request or a sweep counts too. (None, None) while it is alive."""
         if self.ended_at is not None:
             return self.ended_at, self.end_reason
-        deadline, reason = policy.expiry(self.created_at, self.last_activity_at, self.lifetime)
+        deadline, reason = self.expiry
         return (deadline, reason.value) if now >= deadline else (None, None)
 
 

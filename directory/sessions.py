@@ -128,7 +128,7 @@ def find(token: str) -> DirectorySession | None:
 def check(session: DirectorySession, *, now: datetime) -> EndReason | None:
     """None while the session is alive, else why it ended (recording an expiry it just noticed)."""
     if session.ended_at is None:
-        deadline, reason = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)
+        deadline, reason = session.expiry
         if now < deadline:
             return None
         _end(session, reason, now=now)
@@ -169,7 +169,7 @@ def _end(
     workers) record one ending.
     """
     asked, ended_at = reason, now
-    deadline, expired_as = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)
+    deadline, expired_as = session.expiry
     if now >= deadline:
         reason, ended_at = expired_as, deadline
         if reason is not asked:
@@ -258,7 +258,7 @@ def sweep(*, now: datetime, retention) -> tuple[int, int]:
         if not due:
             break
         for session in due:
-            reason = policy.expiry(session.created_at, session.last_activity_at, session.lifetime)[1]
+            reason = session.expiry[1]
             ended += _end(session, reason, now=now)
         db.session.commit()
     purged = db.session.execute(
