@@ -118,19 +118,15 @@ def _drop_alembic_version() -> None:
     db.session.commit()
 
 
-def _loggers():
-    return [(name, logger) for name, logger in logging.root.manager.loggerDict.items() if isinstance(logger, logging.Logger)]
-
-
 @pytest.fixture
 def empty_app(make_app):
     """An app on a database without any table, as before the first `setup`.
 
-    Alembic's env.py reconfigures logging (root handler on the runner's stream, existing
-    loggers disabled); that is put back afterwards so later tests log normally.
+    Alembic's env.py points the root logger at the runner's (soon closed) stderr; the
+    root logger is put back afterwards so later tests log normally.
     """
     root = logging.getLogger()
-    level, handlers, disabled = root.level, root.handlers[:], {name for name, logger in _loggers() if logger.disabled}
+    level, handlers = root.level, root.handlers[:]
     app = make_app()
     with app.app_context():
         db.drop_all()
@@ -140,8 +136,6 @@ def empty_app(make_app):
         _drop_alembic_version()  # leave the migrated tables; the next fixture rebuilds them anyway
     root.setLevel(level)
     root.handlers[:] = handlers
-    for name, logger in _loggers():
-        logger.disabled = name in disabled
 
 
 # --- users create ----------------------------------------------------------------------------
@@ -734,5 +728,6 @@ def test_help_describes_each_command_group(app, group, mentions):
 
     assert out.startswith("Usage:")
     assert all(mention in out for mention in mentions)
+
 
 
