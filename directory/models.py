@@ -72,6 +72,7 @@ class DirectorySettings(db.Model):
     on_limit: Mapped[str] = mapped_column(String(16))
     signout_url: Mapped[str | None] = mapped_column(String(2000))
     retention_seconds: Mapped[int]
+    signout_apps_on_expiry: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime]
 
 
@@ -91,7 +92,8 @@ class DirectorySession(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    created_at: Mapped[datetime]  # the sign-in instant, later the OIDC auth_time
+    created_at: Mapped[datetime]  # the sign-in instant; the absolute timeout counts from it
+    authenticated_at: Mapped[datetime]  # the last password entry: OIDC auth_time, SAML AuthnInstant
     last_activity_at: Mapped[datetime]
     inactivity_seconds: Mapped[int | None]
     absolute_seconds: Mapped[int]
@@ -99,6 +101,7 @@ class DirectorySession(db.Model):
     # can find expired sessions through an index.
     expires_at: Mapped[datetime]
     persistent: Mapped[bool] = mapped_column(default=False)
+    expiry_signs_out_apps: Mapped[bool] = mapped_column(default=False)  # captured like the timeouts
     auth_method: Mapped[str] = mapped_column(String(16), default="pwd")
     ip_address: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(512), default="")
@@ -149,3 +152,81 @@ class AuditEvent(db.Model):
     target: Mapped[str] = mapped_column(String(200), default="")
     ip_address: Mapped[str] = mapped_column(String(45), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class App(db.Model):
+    """A relying application, whatever its protocol: what the directory needs to know to
+    sign people in to it and to sign them out of it."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    protocol: Mapped[str] = mapped_column(String(8))  # "oidc" or "saml"
+    created_at: Mapped[datetime]
+    trusted: Mapped[bool] = mapped_column(default=False)  # no consent screen
+    single_logout: Mapped[bool] = mapped_column(default=True)
+    # Logout channels the app offers: "back" (server to server), "front" (through the browser).
+    backchannel_logout: Mapped[bool] = mapped_column(default=False)
+    frontchannel_logout: Mapped[bool] = mapped_column(default=False)
+    # Its own session's limits, which govern its refresh tokens, not the directory session's.
+    session_idle_seconds: Mapped[int] = mapped_column(default=7 * 86400)
+    session_max_seconds: Mapped[int] = mapped_column(default=30 * 86400)
+
+
+class AppSession(db.Model):
+    """One application's own session, opened by its first sign-in within a directory session.
+
+    Holds what that application needs at logout: the subject and `sid` (OIDC) or SessionIndex
+    (SAML), a random value never derived from the directory session's token or id. It lives
+    to its own limits; the directory session ending ends it only through Single Logout.
+    """
+
+    __tablename__ = "app_sessions"
+    __table_args__ = (Index("ix_app_sessions_directory_session", "directory_session_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    directory_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("directory_sessions.id", ondelete="SET NULL")
+    )
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime]
+    idle_seconds: Mapped[int]
+    max_seconds: Mapped[int]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+    app: Mapped[App] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined")
+
+    @property
+    def lifetime(self) -> policy.Lifetime:
+        return policy.Lifetime(inactivity=timedelta(seconds=self.idle_seconds), absolute=timedelta(seconds=self.max_seconds))
+
+
+class LogoutDelivery(db.Model):
+    """The outbox: one notice to one application that one of its sessions has ended.
+
+    Written in the transaction that ends the directory session, so a crash loses none; a
+    worker claims due rows with a lease, so two workers never send the same row at once.
+    """
+
+    __tablename__ = "logout_deliveries"
+    __table_args__ = (Index("ix_logout_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_session_id: Mapped[int] = mapped_column(ForeignKey("app_sessions.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))  # "back" or "front"
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+
+    app_session: Mapped[AppSession] = relationship(lazy="joined")

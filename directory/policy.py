@@ -36,6 +36,15 @@ class EndReason(StrEnum):
         return self in (EndReason.IDLE_TIMEOUT, EndReason.ABSOLUTE_TIMEOUT)
 
 
+class LoginReason(StrEnum):
+    """Why a sign-in request for an application must show the password form."""
+
+    NO_SESSION = "no_session"
+    PROMPT_LOGIN = "prompt_login"  # OIDC prompt=login
+    MAX_AGE = "max_age"  # OIDC max_age exceeded
+    FORCE_AUTHN = "force_authn"  # SAML ForceAuthn="true"
+
+
 class OnLimit(StrEnum):
     """What a sign-in does when the user already holds the maximum number of sessions."""
 
@@ -127,3 +136,51 @@ def cookie_expires(persistent: bool, created_at: datetime, lifetime: Lifetime) -
 def purge_cutoff(now: datetime, retention: timedelta) -> datetime:
     """Ended sessions that ended before this instant are deleted."""
     return now - retention
+
+
+def needs_login(
+    authenticated_at: datetime | None,
+    now: datetime,
+    *,
+    fresh: bool = False,
+    max_age: int | None = None,
+    requested_at: datetime | None = None,
+) -> LoginReason | None:
+    """Whether an application's sign-in request must see the password form, and why.
+
+    `authenticated_at` is None without a live directory session. `fresh` is OIDC
+    prompt=login or SAML ForceAuthn. `requested_at` is when this same request first sent
+    the person to sign in: a password entered since then satisfies it, so a request that
+    demands a fresh sign-in does not loop back to the form.
+    """
+    if authenticated_at is None:
+        return LoginReason.NO_SESSION
+    if requested_at is not None and authenticated_at >= requested_at:
+        return None
+    if fresh:
+        return LoginReason.PROMPT_LOGIN
+    # OIDC Core 3.1.2.1: re-authenticate once more than max_age has passed; 0 means always.
+    if max_age is not None and (max_age == 0 or now - authenticated_at > timedelta(seconds=max_age)):
+        return LoginReason.MAX_AGE
+    return None
+
+
+#: Logout deliveries are retried 10 s, 20 s, 40 s ... after failures, at most an hour apart.
+FIRST_RETRY = timedelta(seconds=10)
+LONGEST_RETRY = timedelta(hours=1)
+
+
+def retry_delay(attempts: int, jitter: float) -> timedelta:
+    """How long to wait after the `attempts`-th failed delivery.
+
+    Exponential back-off, scaled by `jitter` (drawn from [0.5, 1] by the caller) so that
+    many notices that failed together do not all retry at the same instant.
+    """
+    if not 0.5 <= jitter <= 1:
+        raise ValueError("jitter must be between 0.5 and 1")
+    return min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_RETRY) * jitter
+
+
+def delivery_abandoned(created_at: datetime, now: datetime, window: timedelta) -> bool:
+    """A notice still undelivered `window` after its session ended is marked failed."""
+    return now - created_at >= window

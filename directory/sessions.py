@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import joinedload
 
-from directory import audit, policy
+from directory import audit, logout, policy
 from directory.db import db
 from directory.models import DirectorySession, Role, User
 from directory.policy import EndReason
@@ -92,11 +92,13 @@ def open(
         token_hash=digest(token),
         user=user,
         created_at=now,
+        authenticated_at=now,
         last_activity_at=now,
         inactivity_seconds=_seconds(lifetime.inactivity),
         absolute_seconds=_seconds(lifetime.absolute),
         expires_at=policy.expiry(now, now, lifetime)[0],
         persistent=persistent and settings.persistent_login,
+        expiry_signs_out_apps=settings.signout_apps_on_expiry,
         ip_address=ip,
         user_agent=user_agent[:512],
     )
@@ -153,6 +155,19 @@ def touch(session: DirectorySession, *, now: datetime) -> bool:
     return result.rowcount == 1
 
 
+def reauthenticate(session: DirectorySession, *, now: datetime) -> str:
+    """The person proved the password again (OIDC prompt=login or max_age, SAML ForceAuthn):
+    same session and application sessions, a new auth time and, as at any privilege change,
+    a new token. Returns the token for the cookie."""
+    token = secrets.token_urlsafe(32)
+    session.token_hash, session.authenticated_at = digest(token), now
+    touched = policy.expiry(session.created_at, now, session.lifetime)[0]
+    session.last_activity_at, session.expires_at = now, touched
+    audit.record("signin.reauthenticated", now=now, actor=session.user, target_user=session.user, target=f"session {session.id}")
+    db.session.commit()
+    return token
+
+
 def _end(
     session: DirectorySession,
     reason: EndReason,
@@ -160,13 +175,16 @@ def _end(
     now: datetime,
     actor: User | None = None,
     actor_label: str | None = None,
+    browser: bool = False,
 ) -> bool:
     """The one funnel for ending a session; True when this call ended it for `reason`.
 
     A session already past its deadline is recorded as expired, at its deadline, whoever
     asked: an admin cannot relabel an expiry nobody had noticed yet. The update is
     conditional on the row being live, so two enders racing (an admin and a sweep, two
-    workers) record one ending.
+    workers) record one ending. Ending it ends its application sessions and queues their
+    Single Logout notices in the same transaction, except on expiry unless the session
+    was opened with "sign apps out when the directory session expires".
     """
     asked, ended_at = reason, now
     deadline, expired_as = session.expiry
@@ -187,6 +205,8 @@ def _end(
         "session.ended", now=now, actor=actor, actor_label=actor_label, target_user=session.user,
         target=f"session {session.id}", reason=reason.value,
     )
+    if not reason.is_expiry or session.expiry_signs_out_apps:
+        logout.plan(session, now=now, browser=browser)
     return reason is asked
 
 
@@ -197,9 +217,11 @@ def end(
     now: datetime,
     actor: User | None = None,
     actor_label: str | None = None,
+    browser: bool = False,
 ) -> bool:
-    """End one session; False when it had already ended."""
-    ended = _end(session, reason, now=now, actor=actor, actor_label=actor_label)
+    """End one session; False when it had already ended. `browser`: the person's browser is
+    here to carry front-channel logout notices."""
+    ended = _end(session, reason, now=now, actor=actor, actor_label=actor_label, browser=browser)
     db.session.commit()
     return ended
 
@@ -240,6 +262,7 @@ def apply(settings: SessionSettings, *, now: datetime) -> int:
         session.absolute_seconds = _seconds(lifetime.absolute)
         session.expires_at = policy.expiry(session.created_at, session.last_activity_at, lifetime)[0]
         session.persistent = session.persistent and settings.persistent_login
+        session.expiry_signs_out_apps = settings.signout_apps_on_expiry
         count += 1
     return count
 

@@ -35,6 +35,7 @@ class SessionSettings:
     on_limit: OnLimit = OnLimit.END_OLDEST
     signout_url: str | None = None  # None: the sign-in page
     retention: timedelta = timedelta(days=30)
+    signout_apps_on_expiry: bool = False  # expiry, like a sign-out, ends the apps' sessions
 
     @property
     def lifetime(self) -> Lifetime:
@@ -98,6 +99,7 @@ def load() -> SessionSettings:
         on_limit=OnLimit(row.on_limit),
         signout_url=row.signout_url,
         retention=timedelta(seconds=row.retention_seconds),
+        signout_apps_on_expiry=row.signout_apps_on_expiry,
     )
 
 
@@ -128,6 +130,7 @@ def save(
     row.on_limit = new.on_limit.value
     row.signout_url = new.signout_url
     row.retention_seconds = int(new.retention.total_seconds())
+    row.signout_apps_on_expiry = new.signout_apps_on_expiry
     row.updated_at = now
     db.session.add(row)
     before, after = old.as_json(), new.as_json()

@@ -53,6 +53,7 @@ def _fields(current: settings.SessionSettings) -> dict[str, str]:
     fields = {
         "inactivity_enabled": "on" if current.inactivity else "",
         "persistent_login": "on" if current.persistent_login else "",
+        "signout_apps_on_expiry": "on" if current.signout_apps_on_expiry else "",
         "max_sessions_enabled": "on" if current.max_sessions else "",
         "max_sessions": str(current.max_sessions or 3),
         "on_limit": current.on_limit.value,
@@ -69,6 +70,7 @@ def _parse(form, current: settings.SessionSettings) -> tuple[settings.SessionSet
     errors: dict[str, str] = {}
     values: dict = {
         "persistent_login": form.get("persistent_login") == "on",
+        "signout_apps_on_expiry": form.get("signout_apps_on_expiry") == "on",
         "signout_url": form.get("signout_url", "").strip() or None,
     }
     for name in ("absolute", "retention"):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from directory import accounts, settings
 from directory.db import db
-from directory.models import AuditEvent, DirectorySession
+from directory.models import App, AuditEvent, DirectorySession
 from tests.conftest import PASSWORD, START
 
 
@@ -33,3 +33,11 @@ def session_rows(user=None) -> list[DirectorySession]:
 
 def audit_actions() -> list[str]:
     return list(db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+
+
+def make_app_record(name: str = "CRM", *, protocol: str = "oidc", now=START, **fields) -> App:
+    """A relying application as the directory knows it (protocol details live elsewhere)."""
+    app = App(name=name, protocol=protocol, created_at=now, **fields)
+    db.session.add(app)
+    db.session.commit()
+    return app

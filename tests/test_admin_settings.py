@@ -45,7 +45,10 @@ CUSTOM = replace(
 def full_form(current: settings.SessionSettings, **changes: str | None) -> dict[str, str]:
     """Every field of the settings form holding `current`, as a browser would submit it
     untouched, with `changes` on top. A change of None leaves the field out (an unchecked box)."""
-    form = {"persistent_login": "on" if current.persistent_login else None}
+    form = {
+        "persistent_login": "on" if current.persistent_login else None,
+        "signout_apps_on_expiry": "on" if current.signout_apps_on_expiry else None,
+    }
     for name in ("inactivity", "absolute", "retention"):
         count, unit = durations.largest_unit(getattr(current, name) or getattr(DEFAULTS, name))
         form[f"{name}_value"], form[f"{name}_unit"] = str(count), unit

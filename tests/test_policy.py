@@ -99,3 +99,47 @@ def test_a_persistent_cookie_expires_at_the_absolute_deadline_and_a_browser_cook
 
 def test_ended_sessions_are_purged_once_the_retention_period_has_passed():
     assert policy.purge_cutoff(T0, timedelta(days=30)) == T0 - timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    "authenticated_at, kwargs, expected",
+    [
+        (None, {}, policy.LoginReason.NO_SESSION),
+        (T0, {}, None),
+        (T0, {"fresh": True}, policy.LoginReason.PROMPT_LOGIN),
+        (T0, {"fresh": True, "requested_at": T0}, None),
+        (T0, {"fresh": True, "requested_at": T0 + S}, policy.LoginReason.PROMPT_LOGIN),
+        (T0, {"max_age": 0}, policy.LoginReason.MAX_AGE),
+        (T0 - timedelta(seconds=60), {"max_age": 60}, None),
+        (T0 - timedelta(seconds=61), {"max_age": 60}, policy.LoginReason.MAX_AGE),
+        (T0 - timedelta(seconds=61), {"max_age": 60, "requested_at": T0 - timedelta(seconds=62)}, None),
+    ],
+)
+def test_an_application_sign_in_asks_for_the_password_only_when_its_rules_demand_it(authenticated_at, kwargs, expected):
+    assert policy.needs_login(authenticated_at, T0, **kwargs) is expected
+
+
+@pytest.mark.parametrize(
+    "attempts, jitter, delay",
+    [
+        (1, 1.0, timedelta(seconds=10)),
+        (2, 1.0, timedelta(seconds=20)),
+        (3, 0.5, timedelta(seconds=20)),
+        (9, 1.0, timedelta(seconds=2560)),
+        (10, 1.0, timedelta(hours=1)),
+        (30, 1.0, timedelta(hours=1)),
+    ],
+)
+def test_failed_deliveries_back_off_exponentially_with_jitter_up_to_an_hour(attempts, jitter, delay):
+    assert policy.retry_delay(attempts, jitter) == delay
+
+
+def test_jitter_outside_its_range_is_a_programming_error():
+    with pytest.raises(ValueError):
+        policy.retry_delay(1, 1.5)
+
+
+def test_a_delivery_is_abandoned_exactly_when_its_window_has_passed():
+    window = timedelta(hours=24)
+    assert not policy.delivery_abandoned(T0, T0 + window - S, window)
+    assert policy.delivery_abandoned(T0, T0 + window, window)
