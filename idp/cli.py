@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from flask_migrate import upgrade
 from sqlalchemy import select
@@ -16,16 +17,17 @@ from directory import accounts, durations, sessions, settings
 from directory.db import db
 from directory.models import DirectorySession, User
 from directory.policy import EndReason, OnLimit
-from idp import context
+from idp import context, keys
 from idp.database import MIGRATIONS
 
 users_cli = AppGroup("users", help="Create users and set passwords.")
 settings_cli = AppGroup("settings", help="Show and change the session settings.")
 sessions_cli = AppGroup("sessions", help="List, end and sweep directory sessions.")
+keys_cli = AppGroup("keys", help="Rotate and list the token signing keys in certs/.")
 
 
 def init_app(app) -> None:
-    for command in (setup, users_cli, settings_cli, sessions_cli):
+    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli):
         app.cli.add_command(command)
 
 
@@ -127,8 +129,9 @@ def _switch(value: str, option: str) -> bool:
 @click.option("--on-limit", help="end-oldest or refuse.")
 @click.option("--signout-url", help="Where users land after signing out or expiring; empty for the sign-in page.")
 @click.option("--retention", help="How long ended sessions are kept, like 30d.")
+@click.option("--signout-apps-on-expiry", help="on: expiry, like a sign-out, ends the applications' sessions.")
 @click.option("--apply-to-existing", is_flag=True, help="Recompute the deadlines of live sessions too.")
-def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit, signout_url, retention, apply_to_existing) -> None:
+def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit, signout_url, retention, signout_apps_on_expiry, apply_to_existing) -> None:
     """Change session settings; options not given keep their value."""
     changes: dict = {}
     if inactivity is not None:
@@ -139,6 +142,8 @@ def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit,
         changes["retention"] = _duration(retention, "--retention")
     if persistent_login is not None:
         changes["persistent_login"] = _switch(persistent_login, "--persistent-login")
+    if signout_apps_on_expiry is not None:
+        changes["signout_apps_on_expiry"] = _switch(signout_apps_on_expiry, "--signout-apps-on-expiry")
     if max_sessions is not None:
         if max_sessions.lower() == "off":
             changes["max_sessions"] = None
@@ -234,3 +239,43 @@ def sweep() -> None:
     """End sessions that expired unseen and purge those past the retention period."""
     ended, purged = sessions.sweep(now=context.now(), retention=settings.load().retention)
     click.echo(f"Ended {ended} expired session(s); purged {purged} past retention.")
+
+
+def _stamp(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+@keys_cli.command("rotate")
+def rotate_keys() -> None:
+    """Add new RS256 and ES256 signing keys; the old ones stay published, then are removed."""
+    now = context.now()
+    try:
+        ring = keys.KeyRing.load(keys.keyring_folder(current_app), now=now)
+        made = ring.rotate(now=now)
+        removed = ring.prune(now=now)
+    except keys.KeyRingError as error:
+        _fail(str(error))
+    for alg, kid in made.items():
+        click.echo(f"{alg} {kid}")
+    if removed:
+        click.echo(f"Removed {len(removed)} key(s) retired more than {durations.human(ring.publish_for)} ago.")
+    click.echo(f"Old keys stay published until {_stamp(now + ring.publish_for)}.")
+
+
+@keys_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_keys(as_json) -> None:
+    """List every key in the ring, newest first."""
+    now = context.now()
+    try:
+        ring = keys.KeyRing.load(keys.keyring_folder(current_app), now=now, create=False)
+    except keys.KeyRingError as error:
+        _fail(str(error))
+    entries = sorted(ring.entries, key=lambda entry: entry.created_at, reverse=True)
+    if as_json:
+        rows = [{**e.as_json(), "published": e.published(now, ring.publish_for)} for e in entries]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'KID':<43}  {'ALG':<5}  {'CREATED':<23}  RETIRED")
+    for e in entries:
+        click.echo(f"{e.kid:<43}  {e.alg:<5}  {_stamp(e.created_at):<23}  {_stamp(e.retired_at)}")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select, text
 
 from directory import accounts, settings
@@ -19,6 +20,7 @@ from directory.db import db
 from directory.models import AuditEvent, DirectorySession, Role, User
 from directory.policy import OnLimit
 from directory.settings import SessionSettings
+from idp.database import MIGRATIONS
 from tests.conftest import PASSWORD, START, Portal
 from tests.factories import audit_actions, make_user, session_rows, set_settings
 
@@ -32,6 +34,7 @@ DEFAULTS_JSON = {
     "on_limit": "end-oldest",
     "signout_url": None,
     "retention": "30d",
+    "signout_apps_on_expiry": False,
 }
 SESSION_FIELDS = {
     "id", "user", "status", "signed_in_at", "last_activity_at", "expires_at", "persistent",
@@ -298,6 +301,7 @@ def test_settings_show_prints_stored_settings_with_durations_written_compactly(a
         ("--signout-url", "https://example.org/signed-out", "signout_url", "https://example.org/signed-out"),
         ("--signout-url", "/goodbye", "signout_url", "/goodbye"),
         ("--retention", "7d", "retention", timedelta(days=7)),
+        ("--signout-apps-on-expiry", "on", "signout_apps_on_expiry", True),
     ],
 )
 def test_settings_set_stores_the_one_option_given_and_keeps_the_others(app, option, value, field, stored):
@@ -667,7 +671,8 @@ def test_setup_on_an_empty_database_migrates_and_creates_the_roles_and_an_admin(
 
     assert result.exit_code == 0, result.output
     assert "Created user 'admin' with role admin." in result.stdout.splitlines()
-    assert db.session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+    head = ScriptDirectory(MIGRATIONS).get_current_head()
+    assert db.session.scalar(text("SELECT version_num FROM alembic_version")) == head
     assert set(inspect(db.engine).get_table_names()) >= {table.name for table in db.metadata.sorted_tables}
     assert sorted(db.session.scalars(select(Role.name))) == sorted(accounts.BUILTIN_ROLES)
     assert [(user.username, user.role.name) for user in db.session.scalars(select(User))] == [("admin", "admin")]
