@@ -50,6 +50,25 @@ def keyring_folder(app) -> Path:
     return Path(app.config.get("CERTS_PATH", ROOT / "certs"))
 
 
+RELOAD_AFTER = timedelta(hours=1)
+
+
+def current(app) -> KeyRing:
+    """The app's key ring, created on first use and re-read when `keys rotate` changed the
+    manifest (or hourly, so retired keys leave the JWKS on time). Cached: JWKS and token
+    signing need no disk access per request."""
+    now = app.extensions["idp.clock"].now()
+    folder = keyring_folder(app)
+    manifest = folder / MANIFEST
+    stamp = manifest.stat().st_mtime_ns if manifest.exists() else None
+    cached = app.extensions.get("idp.keyring")
+    if cached is None or cached[0] != stamp or now - cached[1] >= RELOAD_AFTER:
+        ring = KeyRing.load(folder, now=now)
+        cached = (manifest.stat().st_mtime_ns, now, ring)
+        app.extensions["idp.keyring"] = cached
+    return cached[2]
+
+
 @dataclass(frozen=True)
 class KeyEntry:
     """One manifest line; `retired_at` is None while the key signs."""

@@ -25,7 +25,9 @@ def home():
 
 @bp.get("/login")
 def login():
-    if g.user is not None:
+    """The sign-in form; a signed-in person sees it only when an application demands the
+    password again (`fresh`: OIDC prompt=login or max_age)."""
+    if g.user is not None and not request.args.get("fresh"):
         return redirect(web_session.safe_next(request.args.get("next")) or url_for(".home"))
     return _login_page()
 
@@ -37,6 +39,7 @@ def _login_page(status: int = 200, error: str | None = None):
         error=error,
         username=request.form.get("username", ""),
         next=web_session.safe_next(request.values.get("next")),
+        fresh=bool(request.values.get("fresh")),
     ), status
 
 
@@ -73,6 +76,11 @@ def end_session_to_sign_in():
 
 
 def _open_session(user):
+    landing = redirect(web_session.safe_next(request.form.get("next")) or url_for(".home"), 303)
+    current_session = g.directory_session
+    if current_session is not None and current_session.user_id == user.id and request.form.get("fresh"):
+        token = sessions.reauthenticate(current_session, now=context.now())
+        return web_session.bind(landing, token, current_session)
     current = settings.load()
     result = sessions.open(
         user,
@@ -92,8 +100,7 @@ def _open_session(user):
             remember=request.form.get("remember") == "on",
             next=web_session.safe_next(request.form.get("next")),
         ), 409
-    response = redirect(web_session.safe_next(request.form.get("next")) or url_for(".home"), 303)
-    return web_session.bind(response, result)
+    return web_session.bind(landing, result.token, result.session)
 
 
 @bp.get("/logout")
@@ -107,7 +114,7 @@ def logout_confirm():
 def logout():
     response = web_session.unbind(redirect(web_session.signout_destination(), 303))
     if g.directory_session is not None:
-        sessions.end(g.directory_session, EndReason.SIGNED_OUT, now=context.now(), actor=g.user)
+        sessions.end(g.directory_session, EndReason.SIGNED_OUT, now=context.now(), actor=g.user, browser=True)
         flash(web_session.end_message(EndReason.SIGNED_OUT, g.directory_session), "info")
     return response
 

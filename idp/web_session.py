@@ -35,6 +35,12 @@ def sessionless(view):
     return view
 
 
+def csrf_exempt(view):
+    """Mark a view called by applications, not browsers (token, introspection endpoints)."""
+    view.csrf_exempt = True
+    return view
+
+
 def csrf_token() -> str:
     """This browser's CSRF token, kept in the signed UI cookie and rotated at each sign-in."""
     if "csrf" not in session:
@@ -79,11 +85,11 @@ def _load_session() -> None:
         g.cookie = (token, found)
 
 
-def bind(response, opened: sessions.Opened):
-    """Give the browser its new session: a fresh token, and a fresh CSRF token (no fixation)."""
+def bind(response, token: str, bound: DirectorySession):
+    """Give the browser a new session token, and a fresh CSRF token (no fixation)."""
     session.clear()
     csrf_token()
-    g.cookie = (opened.token, opened.session)
+    g.cookie = (token, bound)
     return response
 
 

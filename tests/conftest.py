@@ -38,8 +38,14 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """One signing key ring per test run: key generation is slow and keys are not under test."""
+    return tmp_path_factory.mktemp("certs")
+
+
 @pytest.fixture
-def make_app(tmp_path, clock):
+def make_app(tmp_path, clock, certs):
     """Build an app with config overrides, on an empty schema with the built-in roles."""
     built = []
 
@@ -50,6 +56,7 @@ def make_app(tmp_path, clock):
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
             "DATABASE_URL": database_url(tmp_path),
             "ISSUER": "http://localhost",
+            "CERTS_PATH": certs,
             **overrides,
         }
         app = create_app(config, clock=clock)

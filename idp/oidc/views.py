@@ -1,0 +1,149 @@
+"""OpenID Connect endpoints: a few lines each over server.py, the session glue and the key ring."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from directory import logout, policy
+from idp import context, keys, web_session
+from idp.oidc.models import SCOPES
+from idp.oidc.server import authorization_server, bearer_guard, user_info
+
+bp = Blueprint("oidc", __name__)
+
+_RESUMED = "idp_resumed"  # marks an authorize request coming back from the sign-in form
+_RESUME_FOR = 600  # seconds a sign-in may take
+
+
+def _resume_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="oidc-authorize-resume")
+
+
+@bp.get("/.well-known/openid-configuration")
+@web_session.sessionless
+def discovery():
+    body = current_app.extensions.get("idp.discovery")
+    if body is None:
+        body = current_app.extensions["idp.discovery"] = json.dumps(_metadata()).encode()
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _metadata() -> dict:
+    issuer = current_app.config["ISSUER"]
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oidc/authorize",
+        "token_endpoint": f"{issuer}/oidc/token",
+        "userinfo_endpoint": f"{issuer}/oidc/userinfo",
+        "jwks_uri": f"{issuer}/oidc/jwks",
+        "introspection_endpoint": f"{issuer}/oidc/introspect",
+        "revocation_endpoint": f"{issuer}/oidc/revoke",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr", "at_hash", "name", "preferred_username", "email"],
+        "prompt_values_supported": ["none", "login", "consent"],
+    }
+
+
+@bp.get("/oidc/jwks")
+@web_session.sessionless
+def jwks():
+    return Response(keys.current(current_app).jwks_bytes, mimetype="application/json", headers={"Cache-Control": "public, max-age=300"})
+
+
+@bp.get("/oidc/authorize")
+def authorize():
+    """Sign the browser's directory session in to the app, asking for the password only when
+    policy.needs_login says so (no session, prompt=login, max_age)."""
+    server = authorization_server()
+    try:
+        grant = server.get_consent_grant(end_user=g.user)
+        prompts = request.args.get("prompt", "").split()
+        reason = policy.needs_login(
+            g.directory_session.authenticated_at if g.directory_session else None,
+            context.now(),
+            fresh="login" in prompts,
+            max_age=_max_age(grant),
+            requested_at=_resumed_at(),
+        )
+        if reason is not None and "none" in prompts:
+            raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=grant.request.payload.state)
+    except OAuth2Error as error:
+        if error.redirect_uri is None:  # unknown client or redirect URI: never redirect there
+            return render_template("oidc/error.html", error=error), 400
+        return server.handle_error_response(request, error)
+    if reason is not None:
+        return redirect(url_for("portal.login", next=_continuation(), fresh="1" if g.user else None))
+    client = grant.request.client
+    g.app_session = logout.join(g.directory_session, client.app, subject=g.user.username, now=context.now())
+    return server.create_authorization_response(grant=grant, grant_user=g.user)
+
+
+def _max_age(grant) -> int | None:
+    raw = request.args.get("max_age")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
+        raise InvalidRequestError("max_age must be a whole number of seconds", redirect_uri=grant.redirect_uri)
+    return int(raw)
+
+
+def _continuation() -> str:
+    """This authorize URL, marked with when it sent the person to sign in (signed)."""
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != _RESUMED]
+    params.append((_RESUMED, _resume_signer().dumps(context.now().timestamp())))
+    return f"{request.path}?{urlencode(params)}"
+
+
+def _resumed_at():
+    token = request.args.get(_RESUMED)
+    if not token:
+        return None
+    try:
+        stamp = _resume_signer().loads(token, max_age=_RESUME_FOR)
+    except BadData:
+        return None
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+@bp.post("/oidc/token")
+@web_session.sessionless
+@web_session.csrf_exempt
+def token():
+    return authorization_server().create_token_response()
+
+
+@bp.route("/oidc/userinfo", methods=["GET", "POST"])
+@web_session.sessionless
+@web_session.csrf_exempt
+def userinfo():
+    access = bearer_guard().acquire_token(["openid"])
+    return jsonify(user_info(access.user, access.scope))
+
+
+@bp.post("/oidc/introspect")
+@web_session.sessionless
+@web_session.csrf_exempt
+def introspect():
+    return authorization_server().create_endpoint_response("introspection")
+
+
+@bp.post("/oidc/revoke")
+@web_session.sessionless
+@web_session.csrf_exempt
+def revoke():
+    return authorization_server().create_endpoint_response("revocation")
