@@ -1,4 +1,5 @@
-"""The in-server housekeeping loop: sweeps expired sessions every IDP_SWEEP_INTERVAL seconds.
+"""The in-server housekeeping loop: sends due Single Logout notices every
+IDP_DELIVERY_INTERVAL seconds and sweeps expired sessions every IDP_SWEEP_INTERVAL seconds.
 
 Started by the first request a server process handles, so forked workers each run their own;
 sweeping is idempotent, so several processes sweeping at once end each session once.
@@ -10,28 +11,45 @@ import logging
 import threading
 
 from directory import sessions, settings
+from idp import delivery
 
 log = logging.getLogger(__name__)
 
 
 def init_app(app) -> None:
-    interval = app.config["SWEEP_INTERVAL"]
-    if not interval:
+    sweep_every, deliver_every = app.config["SWEEP_INTERVAL"], app.config["DELIVERY_INTERVAL"]
+    if not sweep_every and not deliver_every:
         return
     lock = threading.Lock()
-    sweeper = threading.Thread(target=_loop, args=(app, interval), name="idp-sweeper", daemon=True)
+    worker = threading.Thread(target=_loop, args=(app, sweep_every, deliver_every), name="idp-sweeper", daemon=True)
 
     @app.before_request
     def start_once() -> None:
-        if not sweeper.is_alive():
+        if not worker.is_alive():
             with lock:
-                if sweeper.ident is None:
-                    sweeper.start()
+                if worker.ident is None:
+                    worker.start()
 
 
-def _loop(app, interval: int) -> None:
-    while not threading.Event().wait(interval):
-        sweep_once(app)
+def _loop(app, sweep_every: int, deliver_every: int) -> None:
+    tick = min(interval for interval in (sweep_every, deliver_every) if interval)
+    elapsed = 0
+    while not threading.Event().wait(tick):
+        elapsed += tick
+        if deliver_every and elapsed % deliver_every < tick:
+            deliver_once(app)
+        if sweep_every and elapsed % sweep_every < tick:
+            sweep_once(app)
+
+
+def deliver_once(app) -> dict[str, int]:
+    """One round of Single Logout deliveries in its own app context; failures are logged."""
+    with app.app_context():
+        try:
+            return delivery.deliver_due(now=app.extensions["idp.clock"].now())
+        except Exception:  # the loop must outlive a database hiccup
+            log.exception("logout delivery failed")
+            return {}
 
 
 def sweep_once(app) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import time
 from dataclasses import replace
 
 import click
@@ -13,11 +14,13 @@ from flask.cli import AppGroup
 from flask_migrate import upgrade
 from sqlalchemy import select
 
-from directory import accounts, durations, sessions, settings
+from directory import accounts, audit, durations, sessions, settings
 from directory.db import db
 from directory.models import DirectorySession, User
 from directory.policy import EndReason, OnLimit
-from idp import context, keys
+from idp import context, delivery, keys
+from idp.oidc import clients
+from idp.oidc.models import OAuthClient
 from idp.database import MIGRATIONS
 
 users_cli = AppGroup("users", help="Create users and set passwords.")
@@ -27,7 +30,7 @@ keys_cli = AppGroup("keys", help="Rotate and list the token signing keys in cert
 
 
 def init_app(app) -> None:
-    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli):
+    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli, clients_cli, logout_worker):
         app.cli.add_command(command)
 
 
@@ -279,3 +282,79 @@ def list_keys(as_json) -> None:
     click.echo(f"{'KID':<43}  {'ALG':<5}  {'CREATED':<23}  RETIRED")
     for e in entries:
         click.echo(f"{e.kid:<43}  {e.alg:<5}  {_stamp(e.created_at):<23}  {_stamp(e.retired_at)}")
+
+
+@click.command("logout-worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (for cron).")
+@click.option("--interval", default=2, show_default=True, type=click.IntRange(1, 3600), help="Seconds between rounds.")
+def logout_worker(once: bool, interval: int) -> None:
+    """Send due Single Logout notices from the outbox. Several workers may run at once:
+    each notice is leased to one of them."""
+    while True:
+        counts = delivery.deliver_due(now=context.now())
+        if any(counts.values()):
+            click.echo(f"sent {counts['sent']}, retrying {counts['retrying']}, failed {counts['failed']}")
+        if once:
+            return
+        time.sleep(interval)
+
+
+clients_cli = AppGroup("clients", help="Register OpenID Connect applications.")
+
+
+@clients_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI; repeat for several.")
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--backchannel-logout-uri")
+@click.option("--frontchannel-logout-uri")
+@click.option("--public", is_flag=True, help="No secret (browser or mobile app); PKCE is then required.")
+@click.option("--grant-type", "grant_types", multiple=True, help="authorization_code, refresh_token, client_credentials.")
+@click.option("--id-token-alg", default="RS256", show_default=True)
+@click.option("--trusted", is_flag=True, help="Skip the consent screen (first-party app).")
+@click.option("--json", "as_json", is_flag=True)
+def create_client(name, redirect_uris, post_logout, backchannel_logout_uri, frontchannel_logout_uri, public, grant_types, id_token_alg, trusted, as_json) -> None:
+    """Register an app; prints its client_id and, once, its secret."""
+    spec = clients.Registration(
+        name=name, redirect_uris=list(redirect_uris), post_logout_redirect_uris=list(post_logout),
+        backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
+        public=public, id_token_alg=id_token_alg, trusted=trusted,
+        **({"grant_types": list(grant_types)} if grant_types else {}),
+    )
+    try:
+        client, secret = clients.register(spec, now=context.now())
+    except clients.ClientError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret, "name": name}))
+        return
+    click.echo(f"client_id:     {client.client_id}")
+    if secret:
+        click.echo(f"client_secret: {secret}  (shown only this once)")
+
+
+@clients_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_clients(as_json) -> None:
+    """List registered OpenID Connect apps."""
+    rows = [
+        {"client_id": c.client_id, "name": c.app.name, "public": c.is_public, "redirect_uris": c.redirect_uris,
+         "backchannel_logout_uri": c.backchannel_logout_uri, "grant_types": c.grant_types}
+        for c in db.session.scalars(select(OAuthClient).order_by(OAuthClient.id))
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['client_id']}  {row['name']}  {' '.join(row['redirect_uris'])}")
+
+
+@clients_cli.command("delete")
+@click.argument("client_id")
+def delete_client(client_id) -> None:
+    """Remove an app; its tokens stop working."""
+    client = clients.find(client_id) or _fail(f"no client {client_id!r}")
+    db.session.delete(client.app)
+    audit.record("app.deleted", now=context.now(), actor_label="cli", target=client.app.name, client_id=client_id)
+    db.session.commit()
+    click.echo(f"Deleted {client_id}.")

@@ -15,6 +15,9 @@ _ENV = {
     "SECRET_KEY": "IDP_SECRET_KEY",
     "TRUSTED_PROXIES": "IDP_TRUSTED_PROXIES",
     "SWEEP_INTERVAL": "IDP_SWEEP_INTERVAL",
+    "DELIVERY_INTERVAL": "IDP_DELIVERY_INTERVAL",
+    "LOGOUT_TIMEOUT": "IDP_LOGOUT_TIMEOUT",
+    "LOGOUT_RETRY_WINDOW": "IDP_LOGOUT_RETRY_WINDOW",
 }
 
 
@@ -35,6 +38,9 @@ def load(environ: Mapping[str, str], overrides: Mapping | None, instance_path: s
         SECRET_KEY=raw.get("SECRET_KEY") or _instance_secret(Path(instance_path)),
         TRUSTED_PROXIES=_whole(raw.get("TRUSTED_PROXIES", 0), "IDP_TRUSTED_PROXIES", high=10),
         SWEEP_INTERVAL=_whole(raw.get("SWEEP_INTERVAL", 60), "IDP_SWEEP_INTERVAL", high=86400),
+        DELIVERY_INTERVAL=_whole(raw.get("DELIVERY_INTERVAL", 2), "IDP_DELIVERY_INTERVAL", high=3600),
+        LOGOUT_TIMEOUT=_whole(raw.get("LOGOUT_TIMEOUT", 5), "IDP_LOGOUT_TIMEOUT", high=60) or 5,
+        LOGOUT_RETRY_WINDOW=_whole(raw.get("LOGOUT_RETRY_WINDOW", 86400), "IDP_LOGOUT_RETRY_WINDOW", high=30 * 86400),
         # The `__Host-` prefix pins a cookie to this host, path / and HTTPS.
         DIRECTORY_COOKIE="__Host-idp_session" if secure else "idp_session",
         SESSION_COOKIE_NAME="__Host-idp_ui" if secure else "idp_ui",

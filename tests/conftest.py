@@ -53,6 +53,7 @@ def make_app(tmp_path, clock, certs):
         config = {
             "TESTING": True,
             "SWEEP_INTERVAL": 0,
+            "DELIVERY_INTERVAL": 0,
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
             "DATABASE_URL": database_url(tmp_path),
             "ISSUER": "http://localhost",

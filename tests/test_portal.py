@@ -335,7 +335,7 @@ def test_health_is_503_when_the_database_is_unreachable(tmp_path, clock):
     from idp import create_app
 
     app = create_app(
-        {"TESTING": True, "SWEEP_INTERVAL": 0, "SECRET_KEY": "x" * 40, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"},
+        {"TESTING": True, "SWEEP_INTERVAL": 0, "DELIVERY_INTERVAL": 0, "SECRET_KEY": "x" * 40, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"},
         clock=clock,
     )
     response = app.test_client().get("/healthz")

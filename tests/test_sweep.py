@@ -77,7 +77,7 @@ def sweepers() -> set[threading.Thread]:
 
 
 def test_the_server_starts_its_sweeper_with_the_first_request(make_app):
-    app = make_app(SWEEP_INTERVAL=3600)
+    app = make_app(SWEEP_INTERVAL=3600, DELIVERY_INTERVAL=3600)
     before = sweepers()
     app.test_client().get("/login")
     app.test_client().get("/login")

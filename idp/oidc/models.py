@@ -77,7 +77,7 @@ class AuthorizationCode(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     app_session_id: Mapped[int] = mapped_column(ForeignKey("app_sessions.id", ondelete="CASCADE"))
     redirect_uri: Mapped[str] = mapped_column(String(2000))
@@ -122,7 +122,7 @@ class Token(db.Model):
     __tablename__ = "oauth_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     app_session_id: Mapped[int | None] = mapped_column(ForeignKey("app_sessions.id", ondelete="CASCADE"), index=True)
     code_id: Mapped[int | None] = mapped_column(ForeignKey("oauth_codes.id", ondelete="SET NULL"), index=True)

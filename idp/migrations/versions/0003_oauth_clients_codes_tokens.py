@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 15:18:17.263011
+Create Date: 2026-11-25 15:22:13.553892
 
 """
 from alembic import op
@@ -50,6 +50,7 @@ def upgrade():
     sa.Column('code_challenge_method', sa.String(length=8), nullable=True),
     sa.Column('redeemed_at', UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['app_session_id'], ['app_sessions.id'], name=op.f('fk_oauth_codes_app_session_id_app_sessions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_oauth_codes_client_id_oauth_clients'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_oauth_codes_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_codes')),
     sa.UniqueConstraint('code_hash', name=op.f('uq_oauth_codes_code_hash'))
@@ -68,6 +69,7 @@ def upgrade():
     sa.Column('revoked_at', UTCDateTime(), nullable=True),
     sa.Column('refresh_used_at', UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['app_session_id'], ['app_sessions.id'], name=op.f('fk_oauth_tokens_app_session_id_app_sessions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_oauth_tokens_client_id_oauth_clients'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['code_id'], ['oauth_codes.id'], name=op.f('fk_oauth_tokens_code_id_oauth_codes'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_oauth_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oauth_tokens')),
