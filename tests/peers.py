@@ -86,23 +86,31 @@ class _NoNetwork(BaseAdapter):
 
 
 class _Form(HTMLParser):
-    """The first <form> of a page: its action and its hidden fields (values already unescaped)."""
+    """The sign-in <form> of a page (the one with a password field; a signed-in page also has a
+    sign-out form): its action and its hidden fields (values already unescaped)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.action, self.hidden, self._state = None, {}, "before"
+        self.action, self.hidden = None, {}
+        self._current: tuple[str, dict, bool] | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "form" and self._state == "before":
-            self.action, self._state = attrs.get("action") or "", "inside"
-        elif tag == "input" and self._state == "inside" and (attrs.get("type") or "").lower() == "hidden":
-            if attrs.get("name"):
-                self.hidden[attrs["name"]] = attrs.get("value") or ""
+        if tag == "form":
+            self._current = (attrs.get("action") or "", {}, False)
+        elif tag == "input" and self._current is not None:
+            action, hidden, has_password = self._current
+            kind = (attrs.get("type") or "").lower()
+            if kind == "hidden" and attrs.get("name"):
+                hidden[attrs["name"]] = attrs.get("value") or ""
+            self._current = (action, hidden, has_password or kind == "password")
 
     def handle_endtag(self, tag):
-        if tag == "form" and self._state == "inside":
-            self._state = "after"
+        if tag == "form" and self._current is not None:
+            action, hidden, has_password = self._current
+            if has_password and self.action is None:
+                self.action, self.hidden = action, hidden
+            self._current = None
 
 
 def epoch(now: int | float | datetime | None) -> int:

@@ -257,6 +257,7 @@ def init_app(app) -> None:
         "OAUTH2_TOKEN_EXPIRES_IN",
         dict.fromkeys(("authorization_code", "refresh_token", "client_credentials"), int(ACCESS_TOKEN_LIFETIME.total_seconds())),
     )
+    app.config.setdefault("OAUTH2_REFRESH_TOKEN_GENERATOR", True)  # authlib issues none without it
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_grant(AuthorizationCodeGrant, [S256Challenge(required=True), DirectoryOpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant)

@@ -131,7 +131,11 @@ def token():
 @web_session.sessionless
 @web_session.csrf_exempt
 def userinfo():
-    access = bearer_guard().acquire_token(["openid"])
+    guard = bearer_guard()
+    try:
+        access = guard.acquire_token(["openid"])
+    except OAuth2Error as error:
+        guard.raise_error_response(error)  # 401 with WWW-Authenticate, as RFC 6750 says
     return jsonify(user_info(access.user, access.scope))
 
 
