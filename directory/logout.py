@@ -117,3 +117,23 @@ def record(delivery: LogoutDelivery, *, now: datetime, error: str | None, window
         )
     else:
         delivery.next_attempt_at = now + policy.retry_delay(delivery.attempts, jitter)
+
+
+def take_front_channel(directory_session: DirectorySession, *, now: datetime) -> list[LogoutDelivery]:
+    """The session's front-channel notices, handed to the browser now and so marked sent
+    (front-channel logout has no acknowledgement to wait for)."""
+    rows = list(
+        db.session.scalars(
+            select(LogoutDelivery)
+            .join(AppSession)
+            .where(
+                AppSession.directory_session_id == directory_session.id,
+                LogoutDelivery.channel == "front",
+                LogoutDelivery.status == "pending",
+            )
+        )
+    )
+    for row in rows:
+        row.status, row.sent_at, row.attempts = "sent", now, row.attempts + 1
+    db.session.commit()
+    return rows

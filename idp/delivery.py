@@ -30,10 +30,17 @@ class Outgoing:
     data: dict
 
 
-def _builders() -> dict:
+def _protocol(app_session):
+    """The module that speaks this app's protocol (imported late: it imports Outgoing)."""
     from idp.oidc import logout as oidc_logout
 
-    return {"oidc": oidc_logout.build}
+    return {"oidc": oidc_logout}[app_session.app.protocol]
+
+
+def front_channel_urls(directory_session, *, now) -> list[str]:
+    """Addresses the signed-out page loads in hidden iframes, one per front-channel notice."""
+    rows = logout.take_front_channel(directory_session, now=now)
+    return [url for row in rows if (url := _protocol(row.app_session).front_url(row))]
 
 
 def deliver_due(*, now, jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.0)) -> dict[str, int]:
@@ -41,8 +48,7 @@ def deliver_due(*, now, jitter: Callable[[], float] = lambda: random.uniform(0.5
     config = current_app.config
     timeout = config["LOGOUT_TIMEOUT"]
     claimed = logout.claim(now=now, lease=timedelta(seconds=timeout * 3), limit=50)
-    builders = _builders()
-    requests_out = [builders[row.app_session.app.protocol](row, now=now) for row in claimed]
+    requests_out = [_protocol(row.app_session).build(row, now=now) for row in claimed]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         errors = list(pool.map(lambda outgoing: _send(outgoing, timeout), requests_out))
     window = timedelta(seconds=config["LOGOUT_RETRY_WINDOW"])

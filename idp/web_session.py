@@ -53,12 +53,16 @@ def _view_flag(name: str) -> bool:
     return view is None or getattr(view, name, False)
 
 
+def csrf_matches(sent: str) -> bool:
+    """Whether `sent` is this browser's CSRF token (constant-time)."""
+    expected = session.get("csrf", "")
+    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def _check_csrf() -> None:
     if request.method not in _UNSAFE_METHODS or _view_flag("csrf_exempt"):
         return
-    expected = session.get("csrf", "")
-    sent = request.form.get("csrf_token", "")
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not csrf_matches(request.form.get("csrf_token", "")):
         abort(400, description="This form has expired or did not come from this site. Go back, reload the page and try again.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from flask import current_app
 from joserfc import jwt
@@ -49,3 +50,15 @@ def build(delivery: LogoutDelivery, *, now: datetime) -> Outgoing | None:
         return None
     token = logout_token(client, subject=app_session.subject, sid=app_session.sid, now=now)
     return Outgoing(url=client.backchannel_logout_uri, data={"logout_token": token})
+
+
+def front_url(delivery: LogoutDelivery) -> str | None:
+    """Front-Channel Logout 1.0: the iframe address, with `iss` and `sid` so the app can tell
+    which of its sessions ends."""
+    app_session = delivery.app_session
+    client = db.session.scalar(select(OAuthClient).where(OAuthClient.app_id == app_session.app_id))
+    if client is None or not client.frontchannel_logout_uri:
+        return None
+    query = urlencode({"iss": current_app.config["ISSUER"], "sid": app_session.sid})
+    separator = "&" if "?" in client.frontchannel_logout_uri else "?"
+    return f"{client.frontchannel_logout_uri}{separator}{query}"

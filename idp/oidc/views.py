@@ -12,9 +12,13 @@ from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from directory import logout, policy
-from idp import context, keys, web_session
-from idp.oidc.models import SCOPES
+from authlib.common.urls import add_params_to_uri
+
+from directory import logout, policy, sessions
+from directory.policy import EndReason
+from idp import context, keys, portal, web_session
+from idp.oidc import clients, hints
+from idp.oidc.models import SCOPES, OAuthClient
 from idp.oidc.server import authorization_server, bearer_guard, user_info
 
 bp = Blueprint("oidc", __name__)
@@ -46,6 +50,11 @@ def _metadata() -> dict:
         "jwks_uri": f"{issuer}/oidc/jwks",
         "introspection_endpoint": f"{issuer}/oidc/introspect",
         "revocation_endpoint": f"{issuer}/oidc/revoke",
+        "end_session_endpoint": f"{issuer}/oidc/end_session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -151,3 +160,46 @@ def introspect():
 @web_session.csrf_exempt
 def revoke():
     return authorization_server().create_endpoint_response("revocation")
+
+
+@bp.route("/oidc/end_session", methods=["GET", "POST"])
+@web_session.csrf_exempt  # relying parties may POST here; the confirmation form is checked below
+def end_session():
+    """RP-Initiated Logout 1.0. A valid id_token_hint for the signed-in person ends the session
+    at once; without one the person confirms first. The browser returns to the app only at a
+    post_logout_redirect_uri registered for it, exactly, with its `state`."""
+    params = request.values
+    try:
+        claims = hints.read_id_token(params["id_token_hint"]) if params.get("id_token_hint") else None
+        client = _logout_client(params.get("client_id"), claims)
+    except hints.HintError as error:
+        return render_template("oidc/end_session_error.html", reason=str(error)), 400
+    target = _post_logout_target(client, params.get("post_logout_redirect_uri"), params.get("state"))
+    ended = g.directory_session
+    if ended is None:
+        return redirect(target or web_session.signout_destination(), 303)
+    confirmed = params.get("confirm") == "yes" and web_session.csrf_matches(params.get("csrf_token", ""))
+    if not confirmed and not (claims and claims.get("sub") == g.user.username):
+        fields = {k: v for k, v in params.items() if k not in ("confirm", "csrf_token")}
+        return render_template("oidc/end_session_confirm.html", fields=fields, client=client)
+    sessions.end(ended, EndReason.SIGNED_OUT, now=context.now(), actor=g.user, browser=True)
+    return web_session.unbind(portal.signed_out(ended, target or web_session.signout_destination()))
+
+
+def _logout_client(client_id: str | None, claims: dict | None) -> OAuthClient | None:
+    """The app asking: by client_id, else by the hint's audience; the two must agree."""
+    audiences = claims.get("aud", []) if claims else []
+    audiences = [audiences] if isinstance(audiences, str) else audiences
+    if client_id and claims and client_id not in audiences:
+        raise hints.HintError("client_id is not the audience of the id_token_hint")
+    chosen = client_id or (audiences[0] if len(audiences) == 1 else None)
+    client = clients.find(chosen) if chosen else None
+    if chosen and client is None:
+        raise hints.HintError("unknown client_id")
+    return client
+
+
+def _post_logout_target(client: OAuthClient | None, uri: str | None, state: str | None) -> str | None:
+    if client is None or not uri or uri not in client.post_logout_redirect_uris:
+        return None
+    return add_params_to_uri(uri, {"state": state}) if state else uri
