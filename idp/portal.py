@@ -39,7 +39,7 @@ def _login_page(status: int = 200, error: str | None = None):
         "portal/login.html",
         allow_persistent=settings.load().persistent_login,
         error=error,
-        username=request.form.get("username", ""),
+        username=request.form.get("username") or request.args.get("login_hint", "")[:150],
         next=web_session.safe_next(request.values.get("next")),
         fresh=bool(request.values.get("fresh")),
     ), status

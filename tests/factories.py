@@ -44,13 +44,14 @@ def make_app_record(name: str = "CRM", *, protocol: str = "oidc", now=START, **f
 
 
 def make_oidc_client(name: str = "CRM", **fields):
-    """A registered relying party; returns (client, secret). Defaults: confidential, one
-    redirect URI, back-channel logout at https://crm.example/logout."""
+    """A registered relying party; returns (client, secret). Defaults: confidential, trusted
+    (no consent screen), one redirect URI, back-channel logout at https://crm.example/logout."""
     from idp.oidc import clients
 
     spec = {
         "redirect_uris": [f"https://{name.lower()}.example/cb"],
         "backchannel_logout_uri": f"https://{name.lower()}.example/logout",
+        "trusted": True,
         **fields,
     }
     return clients.register(clients.Registration(name=name, **spec), now=START, actor_label="test")

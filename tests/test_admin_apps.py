@@ -276,7 +276,7 @@ def test_a_public_app_is_registered_without_a_secret(app, admin):
 
 def test_a_registered_app_can_sign_people_in_with_the_secret_shown(app, admin):
     make_user("alice")
-    response = register(admin)
+    response = register(admin, trusted="on")  # trusted: no consent screen in this walk
 
     _, tokens = access_token_for(app, shown(response, "Client ID"), shown(response, "Client secret"))
 

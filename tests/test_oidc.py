@@ -1,7 +1,9 @@
 """OpenID Connect flows, driven by an independent relying party (authlib's client, joserfc)."""
 
+import re
 import threading
 from datetime import timedelta
+from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -260,3 +262,57 @@ def test_a_client_with_a_wrong_secret_gets_no_token(app, rp, browser):
     impostor = FakeRP(app, rp.client_id, "not the secret", redirect_uri=REDIRECT)
     impostor.code_verifier = rp.code_verifier
     assert impostor.exchange(result["code"])["error"] == "invalid_client"
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def untrusted(app, crm):
+    client, secret = make_oidc_client("Partner", trusted=False)
+    return FakeRP(app, client.client_id, secret, redirect_uri="https://partner.example/cb")
+
+
+def answer_consent(browser, page, decision: str):
+    html = page["_body"]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    fields = {name: unescape(value) for name, value in fields.items()}
+    response = browser.post("/oidc/authorize", data={**fields, "decision": decision})
+    return parse_qs(urlsplit(response.headers["Location"]).query)
+
+
+def test_an_untrusted_app_asks_for_consent_once(untrusted, browser):
+    page = untrusted.sign_in(browser, untrusted.authorization_url(), username="alice", password=PASSWORD)
+    assert page["_status"] == 200 and "Allow Partner?" in page["_body"] and "your email address" in page["_body"]
+    assert "code" in answer_consent(browser, page, "allow")
+    assert "code" in untrusted.sign_in(browser, untrusted.authorization_url())
+
+
+def test_denying_consent_sends_access_denied_to_the_app(untrusted, browser):
+    page = untrusted.sign_in(browser, untrusted.authorization_url(), username="alice", password=PASSWORD)
+    answer = answer_consent(browser, page, "deny")
+    assert answer["error"] == ["access_denied"] and answer["state"] == [untrusted.state]
+
+
+def test_prompt_consent_asks_again_even_after_consent(untrusted, browser):
+    page = untrusted.sign_in(browser, untrusted.authorization_url(), username="alice", password=PASSWORD)
+    answer_consent(browser, page, "allow")
+    again = untrusted.sign_in(browser, untrusted.authorization_url(prompt="consent"))
+    assert again["_status"] == 200 and "Allow Partner?" in again["_body"]
+
+
+def test_prompt_none_without_consent_answers_consent_required(untrusted, browser):
+    Portal(browser).login()
+    assert untrusted.sign_in(browser, untrusted.authorization_url(prompt="none"))["error"] == "consent_required"
+
+
+def test_a_consent_answer_without_the_csrf_token_is_refused(untrusted, browser):
+    page = untrusted.sign_in(browser, untrusted.authorization_url(), username="alice", password=PASSWORD)
+    fields = {name: unescape(value) for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page["_body"])}
+    fields["csrf_token"] = "forged"
+    assert browser.post("/oidc/authorize", data={**fields, "decision": "allow"}).status_code == 400
+
+
+def test_login_hint_fills_in_the_username(rp, browser):
+    page = rp.sign_in(browser, rp.authorization_url(login_hint="alice"))
+    assert page["_login_form_shown"] and 'name="username" value="alice"' in page["_body"]

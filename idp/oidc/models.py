@@ -164,3 +164,17 @@ class Token(db.Model):
 
     def is_revoked(self) -> bool:
         return self.revoked_at is not None or not self.session_alive(context.now())
+
+
+class Consent(db.Model):
+    """A person's standing permission for an untrusted app to receive these scopes."""
+
+    __tablename__ = "oauth_consents"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(500))
+    granted_at: Mapped[datetime]
+
+    def covers(self, scope: str) -> bool:
+        return set(scope.split()) <= set(self.scope.split())

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oidc.core.errors import LoginRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -18,7 +18,8 @@ from directory import logout, policy, sessions
 from directory.policy import EndReason
 from idp import context, keys, portal, web_session
 from idp.oidc import clients, hints
-from idp.oidc.models import SCOPES, OAuthClient
+from directory.db import db
+from idp.oidc.models import SCOPES, Consent, OAuthClient
 from idp.oidc.server import authorization_server, bearer_guard, user_info
 
 bp = Blueprint("oidc", __name__)
@@ -74,14 +75,15 @@ def jwks():
     return Response(keys.current(current_app).jwks_bytes, mimetype="application/json", headers={"Cache-Control": "public, max-age=300"})
 
 
-@bp.get("/oidc/authorize")
+@bp.route("/oidc/authorize", methods=["GET", "POST"])
 def authorize():
     """Sign the browser's directory session in to the app, asking for the password only when
-    policy.needs_login says so (no session, prompt=login, max_age)."""
+    policy.needs_login says so (no session, prompt=login, max_age), and for consent only for
+    apps not marked trusted. POST is the consent form's answer."""
     server = authorization_server()
     try:
         grant = server.get_consent_grant(end_user=g.user)
-        prompts = request.args.get("prompt", "").split()
+        prompts = request.values.get("prompt", "").split()
         reason = policy.needs_login(
             g.directory_session.authenticated_at if g.directory_session else None,
             context.now(),
@@ -89,21 +91,56 @@ def authorize():
             max_age=_max_age(grant),
             requested_at=_resumed_at(),
         )
-        if reason is not None and "none" in prompts:
-            raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=grant.request.payload.state)
+        asks_consent = reason is None and _needs_consent(grant, "consent" in prompts)
+        if "none" in prompts and (reason or asks_consent):
+            error = LoginRequiredError if reason else ConsentRequiredError
+            raise error(redirect_uri=grant.redirect_uri, state=grant.request.payload.state)
     except OAuth2Error as error:
         if error.redirect_uri is None:  # unknown client or redirect URI: never redirect there
             return render_template("oidc/error.html", error=error), 400
         return server.handle_error_response(request, error)
     if reason is not None:
-        return redirect(url_for("portal.login", next=_continuation(), fresh="1" if g.user else None))
+        return redirect(url_for("portal.login", next=_continuation(), fresh="1" if g.user else None, login_hint=request.values.get("login_hint")))
     client = grant.request.client
+    if asks_consent:
+        decision = request.form.get("decision") if request.method == "POST" else None
+        if decision is None:
+            return render_template("oidc/consent.html", client=client, scopes=grant.request.payload.scope.split(), fields=_authorize_fields())
+        if decision != "allow":
+            return server.create_authorization_response(grant=grant, grant_user=None)  # access_denied
+        _remember_consent(client, grant.request.payload.scope)
     g.app_session = logout.join(g.directory_session, client.app, subject=g.user.username, now=context.now())
     return server.create_authorization_response(grant=grant, grant_user=g.user)
 
 
+def _needs_consent(grant, prompted: bool) -> bool:
+    """Untrusted apps need consent: when prompt=consent asks, when this request is the consent
+    form's answer, or when no earlier consent covers the scopes requested."""
+    client = grant.request.client
+    if client.app.trusted:
+        return False
+    if prompted or request.method == "POST":
+        return True
+    granted = db.session.get(Consent, (g.user.id, client.client_id))
+    return granted is None or not granted.covers(grant.request.payload.scope)
+
+
+def _remember_consent(client: OAuthClient, scope: str) -> None:
+    granted = db.session.get(Consent, (g.user.id, client.client_id))
+    if granted is None:
+        granted = Consent(user_id=g.user.id, client_id=client.client_id, scope=scope, granted_at=context.now())
+        db.session.add(granted)
+    granted.scope, granted.granted_at = " ".join(sorted(set(granted.scope.split()) | set(scope.split()))), context.now()
+    db.session.commit()
+
+
+def _authorize_fields() -> dict:
+    """The authorization request's parameters, carried through the consent form."""
+    return {k: v for k, v in request.values.items() if k not in ("csrf_token", "decision")}
+
+
 def _max_age(grant) -> int | None:
-    raw = request.args.get("max_age")
+    raw = request.values.get("max_age")
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
@@ -113,13 +150,13 @@ def _max_age(grant) -> int | None:
 
 def _continuation() -> str:
     """This authorize URL, marked with when it sent the person to sign in (signed)."""
-    params = [(k, v) for k, v in request.args.items(multi=True) if k != _RESUMED]
+    params = [(k, v) for k, v in request.values.items(multi=True) if k not in (_RESUMED, "csrf_token", "decision")]
     params.append((_RESUMED, _resume_signer().dumps(context.now().timestamp())))
     return f"{request.path}?{urlencode(params)}"
 
 
 def _resumed_at():
-    token = request.args.get(_RESUMED)
+    token = request.values.get(_RESUMED)
     if not token:
         return None
     try:
