@@ -80,20 +80,24 @@ def claim(*, now: datetime, lease: timedelta, limit: int = 50, channel: str = "b
     hosts) racing for a row exactly one wins it, on SQLite and PostgreSQL alike. A worker
     that dies leaves its lease to run out, and the row becomes due again.
     """
-    free = or_(LogoutDelivery.lease_until.is_(None), LogoutDelivery.lease_until <= now)
-    due = db.session.scalars(
+    # The lease is taken on the same conditions the row was found by: a worker that saw the
+    # row due just before another one tried it and rescheduled it must leave it to its back-off.
+    due_now = (
+        LogoutDelivery.status == "pending",
+        LogoutDelivery.next_attempt_at <= now,
+        or_(LogoutDelivery.lease_until.is_(None), LogoutDelivery.lease_until <= now),
+    )
+    found = db.session.scalars(
         select(LogoutDelivery.id)
-        .where(LogoutDelivery.status == "pending", LogoutDelivery.channel == channel, LogoutDelivery.next_attempt_at <= now, free)
+        .where(LogoutDelivery.channel == channel, *due_now)
         .order_by(LogoutDelivery.next_attempt_at)
         .limit(limit)
     ).all()
     won = [
         row_id
-        for row_id in due
+        for row_id in found
         if db.session.execute(
-            update(LogoutDelivery)
-            .where(LogoutDelivery.id == row_id, LogoutDelivery.status == "pending", free)
-            .values(lease_until=now + lease)
+            update(LogoutDelivery).where(LogoutDelivery.id == row_id, *due_now).values(lease_until=now + lease)
         ).rowcount == 1
     ]
     db.session.commit()

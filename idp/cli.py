@@ -292,8 +292,11 @@ def logout_worker(once: bool, interval: int) -> None:
     each notice is leased to one of them."""
     while True:
         counts = delivery.deliver_due(now=context.now())
-        if any(counts.values()):
+        handled = sum(counts.values())
+        if handled:
             click.echo(f"sent {counts['sent']}, retrying {counts['retrying']}, failed {counts['failed']}")
+        if handled == delivery.BATCH:
+            continue  # a full batch: more may be due already
         if once:
             return
         time.sleep(interval)

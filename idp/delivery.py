@@ -20,6 +20,7 @@ from directory import logout
 from directory.db import db
 
 PARALLEL = 8
+BATCH = 50  # notices claimed per round
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def deliver_due(*, now, jitter: Callable[[], float] = lambda: random.uniform(0.5
     """Claim due back-channel notices, send them, record the outcomes; returns counts."""
     config = current_app.config
     timeout = config["LOGOUT_TIMEOUT"]
-    claimed = logout.claim(now=now, lease=timedelta(seconds=timeout * 3), limit=50)
+    claimed = logout.claim(now=now, lease=timedelta(seconds=timeout * 3), limit=BATCH)
     requests_out = [_protocol(row.app_session).build(row, now=now) for row in claimed]
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         errors = list(pool.map(lambda outgoing: _send(outgoing, timeout), requests_out))
