@@ -44,6 +44,8 @@ def setup(admin_password: str | None) -> None:
     """Migrate the database, create the built-in roles and, on first run, user `admin`."""
     upgrade(directory=MIGRATIONS)
     accounts.ensure_builtin_roles()
+    ring = keys.current(current_app)
+    click.echo(f"Signing keys in {ring.folder}: {', '.join(f'{alg} {ring.kid(alg)}' for alg in ('RS256', 'ES256'))}.")
     if db.session.scalar(select(User.id).limit(1)) is not None:
         click.echo("Database is up to date.")
         return

@@ -316,3 +316,22 @@ def test_a_consent_answer_without_the_csrf_token_is_refused(untrusted, browser):
 def test_login_hint_fills_in_the_username(rp, browser):
     page = rp.sign_in(browser, rp.authorization_url(login_hint="alice"))
     assert page["_login_form_shown"] and 'name="username" value="alice"' in page["_body"]
+
+
+def test_an_id_token_hint_for_the_signed_in_person_signs_in_silently(rp, browser, clock):
+    tokens = signed_in_tokens(rp, browser, clock)
+    result = rp.sign_in(browser, rp.authorization_url(prompt="none", id_token_hint=tokens["id_token"]))
+    assert "code" in result
+
+
+def test_an_id_token_hint_for_someone_else_needs_a_sign_in(app, rp, browser, clock):
+    tokens = signed_in_tokens(rp, browser, clock)
+    make_user("bob")
+    bobs = app.test_client()
+    Portal(bobs).login("bob")
+    assert rp.sign_in(bobs, rp.authorization_url(prompt="none", id_token_hint=tokens["id_token"]))["error"] == "login_required"
+
+
+def test_a_forged_id_token_hint_is_an_invalid_request(rp, browser):
+    Portal(browser).login()
+    assert rp.sign_in(browser, rp.authorization_url(id_token_hint="e30.e30."))["error"] == "invalid_request"

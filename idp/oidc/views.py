@@ -91,6 +91,8 @@ def authorize():
             max_age=_max_age(grant),
             requested_at=_resumed_at(),
         )
+        if reason is None and not _hint_names_current_user(grant):
+            reason = policy.LoginReason.NO_SESSION  # the app expects someone else: sign in as them
         asks_consent = reason is None and _needs_consent(grant, "consent" in prompts)
         if "none" in prompts and (reason or asks_consent):
             error = LoginRequiredError if reason else ConsentRequiredError
@@ -111,6 +113,18 @@ def authorize():
         _remember_consent(client, grant.request.payload.scope)
     g.app_session = logout.join(g.directory_session, client.app, subject=g.user.username, now=context.now())
     return server.create_authorization_response(grant=grant, grant_user=g.user)
+
+
+def _hint_names_current_user(grant) -> bool:
+    """An id_token_hint, when sent, must be ours and name the person signed in here."""
+    hint = request.values.get("id_token_hint")
+    if not hint:
+        return True
+    try:
+        claims = hints.read_id_token(hint)
+    except hints.HintError as error:
+        raise InvalidRequestError(f"id_token_hint: {error}", redirect_uri=grant.redirect_uri) from None
+    return claims.get("sub") == g.user.username
 
 
 def _needs_consent(grant, prompted: bool) -> bool:
