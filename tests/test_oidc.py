@@ -257,6 +257,13 @@ def test_a_service_gets_a_token_with_client_credentials(app, clock):
     assert db.session.scalar(select(Token.user_id)) is None
 
 
+def test_userinfo_refuses_a_service_token_even_with_the_openid_scope(app):
+    client, secret = make_oidc_client("Reports", redirect_uris=[], grant_types=["client_credentials"])
+    service = FakeRP(app, client.client_id, secret)
+    response = service.userinfo(service.client_credentials("openid")["access_token"])
+    assert response.status_code == 401 and "invalid_token" in response.headers["WWW-Authenticate"]
+
+
 def test_a_client_with_a_wrong_secret_gets_no_token(app, rp, browser):
     result = rp.sign_in(browser, rp.authorization_url(), username="alice", password=PASSWORD)
     impostor = FakeRP(app, rp.client_id, "not the secret", redirect_uri=REDIRECT)

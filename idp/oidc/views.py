@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -194,6 +195,8 @@ def userinfo():
     guard = bearer_guard()
     try:
         access = guard.acquire_token(["openid"])
+        if access.user is None:  # a client-credentials token: no person to describe
+            raise InvalidTokenError(description="this token was issued to a service, not for a person")
     except OAuth2Error as error:
         guard.raise_error_response(error)  # 401 with WWW-Authenticate, as RFC 6750 says
     return jsonify(user_info(access.user, access.scope))
