@@ -264,6 +264,13 @@ def test_userinfo_refuses_a_service_token_even_with_the_openid_scope(app):
     assert response.status_code == 401 and "invalid_token" in response.headers["WWW-Authenticate"]
 
 
+def test_a_client_may_authenticate_with_its_secret_in_the_form_body(app, crm, browser):
+    client, secret = crm
+    rp = FakeRP(app, client.client_id, secret, redirect_uri=REDIRECT, auth_method="client_secret_post")
+    result = rp.sign_in(browser, rp.authorization_url(), username="alice", password=PASSWORD)
+    assert "access_token" in rp.exchange(result["code"])
+
+
 def test_a_client_with_a_wrong_secret_gets_no_token(app, rp, browser):
     result = rp.sign_in(browser, rp.authorization_url(), username="alice", password=PASSWORD)
     impostor = FakeRP(app, rp.client_id, "not the secret", redirect_uri=REDIRECT)
