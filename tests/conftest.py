@@ -9,11 +9,11 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from flask.testing import FlaskClient
 
 from directory import accounts
 from directory.clock import FrozenClock
 from directory.db import db
-from flask.testing import FlaskClient
 from idp import create_app
 
 START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)

@@ -1,7 +1,6 @@
 """The concurrent-session limit: end the oldest, or refuse and let the person choose."""
 
 import threading
-from datetime import timedelta
 
 import pytest
 

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
@@ -13,13 +14,11 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from authlib.common.urls import add_params_to_uri
-
 from directory import logout, policy, sessions
+from directory.db import db
 from directory.policy import EndReason
 from idp import context, keys, portal, web_session
 from idp.oidc import clients, hints
-from directory.db import db
 from idp.oidc.models import SCOPES, Consent, OAuthClient
 from idp.oidc.server import authorization_server, bearer_guard, user_info
 

@@ -5,11 +5,10 @@ Revises:
 Create Date: 2026-11-25 14:34:01.293982
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from directory.db import UTCDateTime
-
 
 # revision identifiers, used by Alembic.
 revision = '0001'

@@ -5,11 +5,10 @@ Revises: 0001
 Create Date: 2026-11-25 15:09:25.142954
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from directory.db import UTCDateTime
-
 
 # revision identifiers, used by Alembic.
 revision = '0002'

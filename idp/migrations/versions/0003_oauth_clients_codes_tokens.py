@@ -5,11 +5,10 @@ Revises: 0002
 Create Date: 2026-11-25 15:22:13.553892
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from directory.db import UTCDateTime
-
 
 # revision identifiers, used by Alembic.
 revision = '0003'
