@@ -10,6 +10,10 @@ IDP_PORT ?= 8000
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# pysaml2 signs and verifies SAML messages by running the xmlsec1 program.
+	@command -v xmlsec1 >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "Error: xmlsec1 is missing and apt-get is not available; install xmlsec1 (the xmlsec1 package) and run make again." >&2; exit 1; }; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq xmlsec1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

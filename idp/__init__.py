@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     """Build the app from `IDP_*` variables with `overrides` on top; `clock` defaults to the system's."""
-    from idp import admin, admin_apps, background, cli, config, database, oidc, portal, web_session
+    from idp import admin, admin_apps, background, cli, config, database, oidc, portal, saml, web_session
 
     app = Flask(
         __name__,
@@ -36,6 +36,7 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_apps.bp)
     oidc.init_app(app)
+    saml.init_app(app)
     cli.init_app(app)
     background.init_app(app)
 

@@ -19,9 +19,9 @@ from directory.db import db
 from directory.models import DirectorySession, User
 from directory.policy import EndReason, OnLimit
 from idp import context, delivery, keys
+from idp.database import MIGRATIONS
 from idp.oidc import clients
 from idp.oidc.models import OAuthClient
-from idp.database import MIGRATIONS
 
 users_cli = AppGroup("users", help="Create users and set passwords.")
 settings_cli = AppGroup("settings", help="Show and change the session settings.")
@@ -30,7 +30,7 @@ keys_cli = AppGroup("keys", help="Rotate and list the token signing keys in cert
 
 
 def init_app(app) -> None:
-    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli, clients_cli, logout_worker):
+    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli, clients_cli, logout_worker, saml_cli):
         app.cli.add_command(command)
 
 
@@ -363,3 +363,68 @@ def delete_client(client_id) -> None:
     audit.record("app.deleted", now=context.now(), actor_label="cli", target=client.app.name, client_id=client_id)
     db.session.commit()
     click.echo(f"Deleted {client_id}.")
+
+
+# --- SAML service providers ---------------------------------------------------------------
+
+saml_cli = AppGroup("saml", help="Register SAML 2.0 service providers from their metadata.")
+
+
+@saml_cli.command("add-sp")
+@click.option("--metadata", "source", required=True, help="The SP's metadata: a file, or an https URL.")
+@click.option("--name", help="Display name (default: the entityID).")
+@click.option("--nameid-format", default="persistent", show_default=True,
+              help="persistent, transient, emailAddress or unspecified.")
+@click.option("--attribute", "attributes", multiple=True,
+              help="An attribute to release (uid, email, displayName, role); repeat. Default: uid, email, displayName.")
+@click.option("--signed-requests/--unsigned-requests", "signed", default=None,
+              help="Require signed AuthnRequests (default: what the metadata's AuthnRequestsSigned says).")
+def add_sp(source, name, nameid_format, attributes, signed) -> None:
+    """Register a service provider from its metadata."""
+    from idp.saml import registry
+
+    try:
+        sp = registry.add_sp(
+            registry.read_metadata(source), name=name, now=context.now(), actor_label="cli",
+            nameid_format=nameid_format, attributes=list(attributes) or None, wants_signed_requests=signed,
+        )
+    except registry.SamlError as error:
+        _fail(str(error))
+    click.echo(f"Registered {sp.entity_id} as {sp.app.name!r} (NameID {sp.nameid_format}, "
+               f"attributes {', '.join(sp.released_attributes) or 'none'}).")
+
+
+@saml_cli.command("list-sps")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_sps(as_json) -> None:
+    """List registered service providers."""
+    from idp.saml import registry
+
+    rows = []
+    for sp in registry.all_sps():
+        parsed = registry.parse_metadata(sp.metadata_xml)
+        rows.append({
+            "entity_id": sp.entity_id, "name": sp.app.name, "nameid_format": sp.nameid_format,
+            "released_attributes": sp.released_attributes, "wants_signed_requests": sp.wants_signed_requests,
+            "single_logout": sp.app.single_logout, "backchannel_logout": sp.app.backchannel_logout,
+            "frontchannel_logout": sp.app.frontchannel_logout,
+            "assertion_consumer_services": [location for _, location in parsed.assertion_consumer_services],
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['entity_id']}  {row['name']}  {row['nameid_format']}  {' '.join(row['released_attributes'])}")
+
+
+@saml_cli.command("remove-sp")
+@click.argument("entity_id")
+def remove_sp(entity_id) -> None:
+    """Remove a service provider and its app."""
+    from idp.saml import registry
+
+    try:
+        registry.remove_sp(entity_id, now=context.now(), actor_label="cli")
+    except registry.SamlError as error:
+        _fail(str(error))
+    click.echo(f"Removed {entity_id}.")

@@ -55,3 +55,30 @@ def make_oidc_client(name: str = "CRM", **fields):
         **fields,
     }
     return clients.register(clients.Registration(name=name, **spec), now=START, actor_label="test")
+
+
+def make_sp_metadata(folder, entity_id: str = "https://sp.example/metadata", *, acs: bool = True,
+                     slo_bindings: tuple[str, ...] = ("redirect",), authn_requests_signed: bool = False) -> str:
+    """A SAML service provider's metadata as pysaml2 writes it, with its own key and certificate
+    in `folder`. `slo_bindings` among "redirect", "post", "soap"."""
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
+    from saml2.config import SPConfig
+    from saml2.metadata import entity_descriptor, metadata_tostring_fix
+    from saml2.sigver import get_xmlsec_binary
+
+    from idp.saml import certs
+
+    base = entity_id.rsplit("/", 1)[0]
+    bindings = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST, "soap": BINDING_SOAP}
+    pair = certs.load(folder, host="sp.example", now=START)
+    endpoints = {"single_logout_service": [(f"{base}/slo/{b}", bindings[b]) for b in slo_bindings]}
+    if acs:
+        endpoints["assertion_consumer_service"] = [(f"{base}/acs", BINDING_HTTP_POST)]
+    config = SPConfig().load({
+        "entityid": entity_id,
+        "service": {"sp": {"endpoints": endpoints, "authn_requests_signed": authn_requests_signed}},
+        "key_file": str(pair.key_file), "cert_file": str(pair.cert_file),
+        "xmlsec_binary": get_xmlsec_binary(),
+    })
+    text = metadata_tostring_fix(entity_descriptor(config), {"xs": "http://www.w3.org/2001/XMLSchema"})
+    return text.decode() if isinstance(text, bytes) else text

@@ -1,0 +1,38 @@
+"""SAML rows: a service provider is the protocol half of an `App`, like an OIDC client."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from directory.db import db
+from directory.models import App
+
+NAMEID_FORMATS = {
+    "persistent": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "transient": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+    "emailAddress": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "unspecified": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+}
+ATTRIBUTES = ("uid", "email", "displayName", "role")
+DEFAULT_ATTRIBUTES = ["uid", "email", "displayName"]
+
+
+class ServiceProvider(db.Model):
+    """A SAML service provider, registered from its metadata (kept verbatim, re-read by pysaml2)."""
+
+    __tablename__ = "saml_service_providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), unique=True)
+    entity_id: Mapped[str] = mapped_column(String(1024), unique=True)
+    metadata_xml: Mapped[str] = mapped_column(Text)
+    nameid_format: Mapped[str] = mapped_column(String(64), default="persistent")  # a key of NAMEID_FORMATS
+    released_attributes: Mapped[list[str]] = mapped_column(JSON, default=lambda: list(DEFAULT_ATTRIBUTES))
+    wants_signed_requests: Mapped[bool] = mapped_column(default=False)  # default: its AuthnRequestsSigned
+
+    app: Mapped[App] = relationship(lazy="joined")
+
+    @property
+    def nameid_format_uri(self) -> str:
+        return NAMEID_FORMATS[self.nameid_format]

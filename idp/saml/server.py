@@ -1,0 +1,105 @@
+"""pysaml2 wiring: the only module that builds a `saml2` configuration or server.
+
+Everything the IdP signs uses RSA-SHA256 with SHA-256 digests (pysaml2's default is SHA-1).
+"""
+
+from __future__ import annotations
+
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
+from saml2.config import IdPConfig
+from saml2.extension.algsupport import NAMESPACE as ALGSUPPORT
+from saml2.extension.algsupport import DigestMethod, SigningMethod
+from saml2.metadata import entity_descriptor, metadata_tostring_fix, sign_entity_descriptor
+from saml2.server import Server
+from saml2.sigver import get_xmlsec_binary, security_context
+from saml2.validate import valid_instance
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+from idp.saml import certs
+from idp.saml.models import NAMEID_FORMATS
+
+SIGNING_ALGORITHM = SIG_RSA_SHA256
+DIGEST_ALGORITHM = DIGEST_SHA256
+_XS = {"xs": "http://www.w3.org/2001/XMLSchema"}
+
+
+def entity_id(app) -> str:
+    return f"{app.config['ISSUER']}/saml/metadata"
+
+
+def config_dict(app, sp_metadata: list[str] = ()) -> dict:
+    """pysaml2's IdP configuration; `sp_metadata` are the registered SPs' metadata documents."""
+    issuer = app.config["ISSUER"]
+    pair = certs.current(app)
+    config = {
+        "entityid": entity_id(app),
+        "service": {
+            "idp": {
+                "endpoints": {
+                    "single_sign_on_service": [
+                        (f"{issuer}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
+                        (f"{issuer}/saml/sso/post", BINDING_HTTP_POST),
+                    ],
+                    "single_logout_service": [
+                        (f"{issuer}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
+                        (f"{issuer}/saml/slo/post", BINDING_HTTP_POST),
+                        (f"{issuer}/saml/slo/soap", BINDING_SOAP),
+                    ],
+                },
+                "name_id_format": list(NAMEID_FORMATS.values()),
+                # Whether a given SP must sign is its own setting (ServiceProvider.wants_signed_requests).
+                "want_authn_requests_signed": False,
+                "sign_response": True,
+                "sign_assertion": True,
+            },
+        },
+        "key_file": str(pair.key_file),
+        "cert_file": str(pair.cert_file),
+        "xmlsec_binary": get_xmlsec_binary(),
+        "signing_algorithm": SIGNING_ALGORITHM,
+        "digest_algorithm": DIGEST_ALGORITHM,
+    }
+    if sp_metadata:
+        config["metadata"] = {"inline": list(sp_metadata)}
+    return config
+
+
+def idp_config(app, sp_metadata: list[str] = ()) -> IdPConfig:
+    return IdPConfig().load(config_dict(app, sp_metadata))
+
+
+def server(app) -> Server:
+    """A pysaml2 IdP server knowing every registered SP (built per call: the SSO and SLO steps
+    will decide how to cache it)."""
+    from idp.saml import registry
+
+    return Server(config=idp_config(app, [sp.metadata_xml for sp in registry.all_sps()]))
+
+
+def metadata_bytes(app) -> bytes:
+    """The IdP's metadata, signed with RSA-SHA256; built once per app (it lists no SPs)."""
+    body = app.extensions.get("idp.saml.metadata")
+    if body is None:
+        body = app.extensions["idp.saml.metadata"] = build_metadata(app)
+    return body
+
+
+def build_metadata(app) -> bytes:
+    config = idp_config(app)
+    descriptor = entity_descriptor(config)
+    _advertise_only_our_algorithms(descriptor)
+    descriptor, signed = sign_entity_descriptor(
+        descriptor, None, security_context(config), SIGNING_ALGORITHM, DIGEST_ALGORITHM,
+    )
+    valid_instance(descriptor)
+    text = metadata_tostring_fix(descriptor, _XS, signed)
+    return text if isinstance(text, bytes) else text.encode()
+
+
+def _advertise_only_our_algorithms(descriptor) -> None:
+    """pysaml2 lists every algorithm xmlsec1 knows (MD5 and SHA-1 among them); say only what we
+    use, so SPs that read the algsupport extension sign their requests with SHA-256 too."""
+    extensions = descriptor.extensions
+    extensions.extension_elements = [e for e in extensions.extension_elements if e.namespace != ALGSUPPORT]
+    extensions.add_extension_element(DigestMethod(algorithm=DIGEST_ALGORITHM))
+    extensions.add_extension_element(SigningMethod(algorithm=SIGNING_ALGORITHM))
