@@ -22,6 +22,7 @@ from idp import context, delivery, keys
 from idp.database import MIGRATIONS
 from idp.oidc import clients
 from idp.oidc.models import OAuthClient
+from idp.saml import registry
 
 users_cli = AppGroup("users", help="Create users and set passwords.")
 settings_cli = AppGroup("settings", help="Show and change the session settings.")
@@ -36,6 +37,17 @@ def init_app(app) -> None:
 
 def _fail(message: str):
     raise click.ClickException(message)
+
+
+def _emit(rows: list[dict], as_json: bool, line, header: str | None = None) -> None:
+    """Print `rows` as JSON, or for people as an optional header and one `line(row)` each."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if header:
+        click.echo(header)
+    for row in rows:
+        click.echo(line(row))
 
 
 @click.command("setup")
@@ -206,15 +218,11 @@ def list_sessions(username, ended, as_json) -> None:
     if not ended:
         query = query.where(DirectorySession.ended_at.is_(None), DirectorySession.expires_at > now)
     rows = [_session_json(row, now) for row in db.session.scalars(query)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    click.echo(f"{'ID':>6}  {'USER':<20} {'STATUS':<7} {'SIGNED IN':<25} {'EXPIRES':<25} IP")
-    for row in rows:
-        click.echo(
-            f"{row['id']:>6}  {row['user']:<20} {row['status']:<7} {row['signed_in_at']:<25} "
-            f"{row['expires_at']:<25} {row['ip_address']}"
-        )
+    _emit(
+        rows, as_json,
+        lambda row: f"{row['id']:>6}  {row['user']:<20} {row['status']:<7} {row['signed_in_at']:<25} {row['expires_at']:<25} {row['ip_address']}",
+        header=f"{'ID':>6}  {'USER':<20} {'STATUS':<7} {'SIGNED IN':<25} {'EXPIRES':<25} IP",
+    )
 
 
 @sessions_cli.command("end")
@@ -347,11 +355,7 @@ def list_clients(as_json) -> None:
          "backchannel_logout_uri": c.backchannel_logout_uri, "grant_types": c.grant_types}
         for c in db.session.scalars(select(OAuthClient).order_by(OAuthClient.id))
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['client_id']}  {row['name']}  {' '.join(row['redirect_uris'])}")
+    _emit(rows, as_json, lambda row: f"{row['client_id']}  {row['name']}  {' '.join(row['redirect_uris'])}")
 
 
 @clients_cli.command("delete")
@@ -381,8 +385,6 @@ saml_cli = AppGroup("saml", help="Register SAML 2.0 service providers from their
               help="Require signed AuthnRequests (default: what the metadata's AuthnRequestsSigned says).")
 def add_sp(source, name, nameid_format, attributes, signed) -> None:
     """Register a service provider from its metadata."""
-    from idp.saml import registry
-
     try:
         sp = registry.add_sp(
             registry.read_metadata(source), name=name, now=context.now(), actor_label="cli",
@@ -398,8 +400,6 @@ def add_sp(source, name, nameid_format, attributes, signed) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_sps(as_json) -> None:
     """List registered service providers."""
-    from idp.saml import registry
-
     rows = []
     for sp in registry.all_sps():
         parsed = registry.parse_metadata(sp.metadata_xml)
@@ -410,19 +410,13 @@ def list_sps(as_json) -> None:
             "frontchannel_logout": sp.app.frontchannel_logout,
             "assertion_consumer_services": [location for _, location in parsed.assertion_consumer_services],
         })
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['entity_id']}  {row['name']}  {row['nameid_format']}  {' '.join(row['released_attributes'])}")
+    _emit(rows, as_json, lambda row: f"{row['entity_id']}  {row['name']}  {row['nameid_format']}  {' '.join(row['released_attributes'])}")
 
 
 @saml_cli.command("remove-sp")
 @click.argument("entity_id")
 def remove_sp(entity_id) -> None:
     """Remove a service provider and its app."""
-    from idp.saml import registry
-
     try:
         registry.remove_sp(entity_id, now=context.now(), actor_label="cli")
     except registry.SamlError as error:
