@@ -8,36 +8,22 @@ Uses a fresh SQLite file, or IDP_BENCH_DATABASE_URL.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
-import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import bench_app
+from sqlalchemy import event
 
-from sqlalchemy import event  # noqa: E402
-
-from directory import accounts  # noqa: E402
-from directory.clock import FrozenClock  # noqa: E402
-from directory.db import db  # noqa: E402
-from idp import create_app  # noqa: E402
+from directory import accounts
+from directory.db import db
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
-    clock = FrozenClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
-    with tempfile.TemporaryDirectory() as tmp:
-        url = os.environ.get("IDP_BENCH_DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3"
-        app = create_app({"SECRET_KEY": "b" * 40, "DATABASE_URL": url, "SWEEP_INTERVAL": 0}, clock=clock)
+    with bench_app() as (app, clock, database):
         with app.app_context():
-            db.drop_all()
-            db.create_all()
-            accounts.ensure_builtin_roles()
             accounts.create_user("bench", "bench password", now=clock.now())
             writes = []
             event.listen(db.engine, "before_cursor_execute", lambda c, cur, sql, *a: writes.append(sql) if not sql.lstrip().upper().startswith("SELECT") else None)
@@ -59,9 +45,7 @@ def main() -> None:
             assert client.get("/").status_code == 200
         elapsed = time.perf_counter() - started
         written = len(writes)
-        with app.app_context():
-            db.drop_all()
-    print(f"database           {url.split(':')[0]}")
+    print(f"database           {database}")
     print(f"sign-in            {sign_in_ms:.1f} ms each (argon2id 19 MiB, 2 passes, plus a page load)")
     print(f"portal GET /       {args.requests / elapsed:.0f} requests/s on one core ({elapsed / args.requests * 1e6:.0f} µs each)")
     print(f"database writes    {written} for {args.requests} requests over {args.requests // 100 * 30} s of app time")
