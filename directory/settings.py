@@ -70,10 +70,15 @@ class SessionSettings:
         return out
 
 
-def _check_range(found: dict[str, str], field: str, value: timedelta, bounds: tuple[timedelta, timedelta]) -> None:
+def range_error(value: timedelta, bounds: tuple[timedelta, timedelta]) -> str | None:
+    """The message for a duration outside `bounds`, else None."""
     low, high = bounds
-    if not low <= value <= high:
-        found[field] = f"must be between {durations.human(low)} and {durations.human(high)}"
+    return None if low <= value <= high else f"must be between {durations.human(low)} and {durations.human(high)}"
+
+
+def _check_range(found: dict[str, str], field: str, value: timedelta, bounds: tuple[timedelta, timedelta]) -> None:
+    if message := range_error(value, bounds):
+        found[field] = message
 
 
 def _is_destination(url: str) -> bool:

@@ -74,9 +74,9 @@ def _parse(form, current: settings.SessionSettings) -> tuple[settings.SessionSet
         "signout_url": form.get("signout_url", "").strip() or None,
     }
     for name in ("absolute", "retention"):
-        values[name] = _duration(form, name, errors, getattr(current, name))
+        values[name] = duration_field(form, name, errors, getattr(current, name))
     values["inactivity"] = (
-        _duration(form, "inactivity", errors, current.inactivity or settings.SessionSettings().inactivity)
+        duration_field(form, "inactivity", errors, current.inactivity or settings.SessionSettings().inactivity)
         if form.get("inactivity_enabled") == "on"
         else None
     )
@@ -98,7 +98,7 @@ def _whole(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else None
 
 
-def _duration(form, name: str, errors: dict[str, str], fallback: timedelta) -> timedelta:
+def duration_field(form, name: str, errors: dict[str, str], fallback: timedelta) -> timedelta:
     unit = form.get(f"{name}_unit", "")
     count = _whole(form.get(f"{name}_value", ""))
     if unit not in durations.UNITS:

@@ -16,7 +16,7 @@ from directory import audit, durations, settings
 from directory.db import db
 from directory.models import App
 from idp import context, web_session
-from idp.admin import UNIT_LABELS, _duration
+from idp.admin import UNIT_LABELS, duration_field
 from idp.oidc import clients
 from idp.oidc.models import OAuthClient
 
@@ -53,11 +53,11 @@ def save_app_settings(client_id: str):
     from now on: a live app session keeps the limits it captured when it opened."""
     client = clients.find(client_id) or abort(404)
     app, errors = client.app, {}
-    idle = _duration(request.form, "idle", errors, timedelta(seconds=app.session_idle_seconds))
-    longest = _duration(request.form, "max", errors, timedelta(seconds=app.session_max_seconds))
+    idle = duration_field(request.form, "idle", errors, timedelta(seconds=app.session_idle_seconds))
+    longest = duration_field(request.form, "max", errors, timedelta(seconds=app.session_max_seconds))
     for name, value, bounds in (("idle", idle, IDLE_RANGE), ("max", longest, MAX_RANGE)):
-        if name not in errors and not bounds[0] <= value <= bounds[1]:
-            errors[name] = f"must be between {durations.human(bounds[0])} and {durations.human(bounds[1])}"
+        if name not in errors and (message := settings.range_error(value, bounds)):
+            errors[name] = message
     if not errors and idle > longest:
         errors["idle"] = "must not be longer than the maximum lifetime"
     if errors:
