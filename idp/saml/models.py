@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from directory.db import db
@@ -36,3 +38,15 @@ class ServiceProvider(db.Model):
     @property
     def nameid_format_uri(self) -> str:
         return NAMEID_FORMATS[self.nameid_format]
+
+
+class SeenRequest(db.Model):
+    """An AuthnRequest ID already answered: each is accepted once (replay defence). Rows older
+    than the freshness window are useless (a request that old is refused anyway) and are
+    deleted as new ones arrive."""
+
+    __tablename__ = "saml_seen_requests"
+    __table_args__ = (Index("ix_saml_seen_requests_seen_at", "seen_at"),)
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seen_at: Mapped[datetime]

@@ -27,8 +27,9 @@ def entity_id(app) -> str:
     return f"{app.config['ISSUER']}/saml/metadata"
 
 
-def config_dict(app, sp_metadata: list[str] = ()) -> dict:
-    """pysaml2's IdP configuration; `sp_metadata` are the registered SPs' metadata documents."""
+def config_dict(app, sp_metadata: list[str] = (), *, want_signed: bool = False) -> dict:
+    """pysaml2's IdP configuration; `sp_metadata` are the registered SPs' metadata documents.
+    `want_signed`: AuthnRequests must carry a valid signature (for an SP that signs)."""
     issuer = app.config["ISSUER"]
     pair = certs.current(app)
     config = {
@@ -48,7 +49,7 @@ def config_dict(app, sp_metadata: list[str] = ()) -> dict:
                 },
                 "name_id_format": list(NAMEID_FORMATS.values()),
                 # Whether a given SP must sign is its own setting (ServiceProvider.wants_signed_requests).
-                "want_authn_requests_signed": False,
+                "want_authn_requests_signed": want_signed,
                 "sign_response": True,
                 "sign_assertion": True,
             },
@@ -64,16 +65,16 @@ def config_dict(app, sp_metadata: list[str] = ()) -> dict:
     return config
 
 
-def idp_config(app, sp_metadata: list[str] = ()) -> IdPConfig:
-    return IdPConfig().load(config_dict(app, sp_metadata))
+def idp_config(app, sp_metadata: list[str] = (), *, want_signed: bool = False) -> IdPConfig:
+    return IdPConfig().load(config_dict(app, sp_metadata, want_signed=want_signed))
 
 
-def server(app) -> Server:
+def server(app, *, want_signed: bool = False) -> Server:
     """A pysaml2 IdP server knowing every registered SP (built per call: the SSO and SLO steps
     will decide how to cache it)."""
     from idp.saml import registry
 
-    return Server(config=idp_config(app, [sp.metadata_xml for sp in registry.all_sps()]))
+    return Server(config=idp_config(app, [sp.metadata_xml for sp in registry.all_sps()], want_signed=want_signed))
 
 
 def metadata_bytes(app) -> bytes:
