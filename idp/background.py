@@ -42,25 +42,26 @@ def _loop(app, sweep_every: int, deliver_every: int) -> None:
             sweep_once(app)
 
 
-def deliver_once(app) -> dict[str, int]:
-    """One round of Single Logout deliveries in its own app context; failures are logged."""
+def _guarded(app, what: str, job, fallback):
+    """Run `job(now)` in its own app context; a failure is logged and the loop goes on."""
     with app.app_context():
         try:
-            return delivery.deliver_due(now=app.extensions["idp.clock"].now())
+            return job(app.extensions["idp.clock"].now())
         except Exception:  # the loop must outlive a database hiccup
-            log.exception("logout delivery failed")
-            return {}
+            log.exception("%s failed", what)
+            return fallback
+
+
+def deliver_once(app) -> dict[str, int]:
+    """One round of Single Logout deliveries."""
+    return _guarded(app, "logout delivery", lambda now: delivery.deliver_due(now=now), {})
 
 
 def sweep_once(app) -> tuple[int, int]:
-    """One sweep in its own app context; a failure is logged and the loop goes on."""
-    with app.app_context():
-        try:
-            now = app.extensions["idp.clock"].now()
-            ended, purged = sessions.sweep(now=now, retention=settings.load().retention)
-        except Exception:  # the loop must outlive a database hiccup
-            log.exception("session sweep failed")
-            return 0, 0
+    """One sweep of expired sessions and of ended ones past retention."""
+    ended, purged = _guarded(
+        app, "session sweep", lambda now: sessions.sweep(now=now, retention=settings.load().retention), (0, 0)
+    )
     if ended or purged:
         log.info("sweep ended %d expired sessions, purged %d", ended, purged)
     return ended, purged
