@@ -5,6 +5,7 @@ Everything the IdP signs uses RSA-SHA256 with SHA-256 digests (pysaml2's default
 
 from __future__ import annotations
 
+from flask import g
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
 from saml2.config import IdPConfig
 from saml2.extension.algsupport import NAMESPACE as ALGSUPPORT
@@ -70,11 +71,15 @@ def idp_config(app, sp_metadata: list[str] = (), *, want_signed: bool = False) -
 
 
 def server(app, *, want_signed: bool = False) -> Server:
-    """A pysaml2 IdP server knowing every registered SP (built per call: the SSO and SLO steps
-    will decide how to cache it)."""
+    """A pysaml2 IdP server knowing every registered SP. Built once per request (kept on `g`):
+    parsing every SP's metadata is the costly part, and the next request sees new SPs."""
     from idp.saml import registry
 
-    return Server(config=idp_config(app, [sp.metadata_xml for sp in registry.all_sps()], want_signed=want_signed))
+    key = f"saml_server_{want_signed}"
+    if key not in g:
+        metadata = [sp.metadata_xml for sp in registry.all_sps()]
+        setattr(g, key, Server(config=idp_config(app, metadata, want_signed=want_signed)))
+    return getattr(g, key)
 
 
 def metadata_bytes(app) -> bytes:
