@@ -73,8 +73,10 @@ def plan(directory_session: DirectorySession, *, now: datetime, browser: bool = 
     return queued
 
 
-def claim(*, now: datetime, lease: timedelta, limit: int = 50, channel: str = "back") -> list[LogoutDelivery]:
-    """Lease up to `limit` due notices for this worker and commit the lease.
+def claim(*, now: datetime, lease: timedelta, limit: int = 50, channel: str = "back",
+          directory_session: DirectorySession | None = None) -> list[LogoutDelivery]:
+    """Lease up to `limit` due notices for this worker and commit the lease; only those of
+    `directory_session` when given (a sign-out that waits for its own notices).
 
     Each row is leased by a conditional UPDATE, so of several workers (or processes, or
     hosts) racing for a row exactly one wins it, on SQLite and PostgreSQL alike. A worker
@@ -87,9 +89,11 @@ def claim(*, now: datetime, lease: timedelta, limit: int = 50, channel: str = "b
         LogoutDelivery.next_attempt_at <= now,
         or_(LogoutDelivery.lease_until.is_(None), LogoutDelivery.lease_until <= now),
     )
+    query = select(LogoutDelivery.id).where(LogoutDelivery.channel == channel, *due_now)
+    if directory_session is not None:
+        query = query.join(AppSession).where(AppSession.directory_session_id == directory_session.id)
     found = db.session.scalars(
-        select(LogoutDelivery.id)
-        .where(LogoutDelivery.channel == channel, *due_now)
+        query
         .order_by(LogoutDelivery.next_attempt_at)
         .limit(limit)
     ).all()
@@ -123,21 +127,45 @@ def record(delivery: LogoutDelivery, *, now: datetime, error: str | None, window
         delivery.next_attempt_at = now + policy.retry_delay(delivery.attempts, jitter)
 
 
-def take_front_channel(directory_session: DirectorySession, *, now: datetime) -> list[LogoutDelivery]:
-    """The session's front-channel notices, handed to the browser now and so marked sent
-    (front-channel logout has no acknowledgement to wait for)."""
+def take_front_channel(directory_session: DirectorySession, *, now: datetime, protocol: str,
+                       limit: int | None = None) -> list[LogoutDelivery]:
+    """The session's front-channel notices to `protocol` apps (up to `limit`), handed to the
+    browser now and so marked sent: the browser carries them, no worker can."""
     rows = list(
         db.session.scalars(
             select(LogoutDelivery)
             .join(AppSession)
+            .join(App)
             .where(
                 AppSession.directory_session_id == directory_session.id,
+                App.protocol == protocol,
                 LogoutDelivery.channel == "front",
                 LogoutDelivery.status == "pending",
             )
+            .order_by(LogoutDelivery.id)
+            .limit(limit)
         )
     )
     for row in rows:
         row.status, row.sent_at, row.attempts = "sent", now, row.attempts + 1
     db.session.commit()
     return rows
+
+
+def unreached(directory_session: DirectorySession, *, skip: App | None = None) -> list[str]:
+    """Names of the apps its sign-out has not (yet) reached: a notice not delivered, or Single
+    Logout on but no way to send one. `skip` is the app that asked and is answered directly."""
+    names = set()
+    ended = db.session.scalars(
+        select(AppSession).where(
+            AppSession.directory_session_id == directory_session.id, AppSession.end_reason == DIRECTORY_SIGNOUT
+        )
+    )
+    for app_session in ended:
+        app = app_session.app
+        if not app.single_logout or app == skip:
+            continue
+        statuses = db.session.scalars(select(LogoutDelivery.status).where(LogoutDelivery.app_session_id == app_session.id)).all()
+        if not statuses or any(status != "sent" for status in statuses):
+            names.add(app.name)
+    return sorted(names)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from directory import audit, logout, policy
 from directory.db import db
-from directory.models import DirectorySession, Role, User
+from directory.models import App, DirectorySession, Role, User
 from directory.policy import EndReason
 
 if TYPE_CHECKING:
@@ -176,6 +176,7 @@ def _end(
     actor: User | None = None,
     actor_label: str | None = None,
     browser: bool = False,
+    skip: App | None = None,
 ) -> bool:
     """The one funnel for ending a session; True when this call ended it for `reason`.
 
@@ -206,7 +207,7 @@ def _end(
         target=f"session {session.id}", reason=reason.value,
     )
     if not reason.is_expiry or session.expiry_signs_out_apps:
-        logout.plan(session, now=now, browser=browser)
+        logout.plan(session, now=now, browser=browser, skip=skip)
     return reason is asked
 
 
@@ -218,12 +219,21 @@ def end(
     actor: User | None = None,
     actor_label: str | None = None,
     browser: bool = False,
+    skip: App | None = None,
 ) -> bool:
     """End one session; False when it had already ended. `browser`: the person's browser is
-    here to carry front-channel logout notices."""
-    ended = _end(session, reason, now=now, actor=actor, actor_label=actor_label, browser=browser)
+    here to carry front-channel logout notices; `skip`: the app that asked, answered directly."""
+    ended = _end(session, reason, now=now, actor=actor, actor_label=actor_label, browser=browser, skip=skip)
     db.session.commit()
     return ended
+
+
+def sign_out(session: DirectorySession, *, now: datetime, actor: User | None, browser: bool, skip: App | None = None) -> None:
+    """The person signs out everywhere: the session ends (if it still lives) and so does every
+    application session it opened, with notices, even one left running after an expiry."""
+    _end(session, EndReason.SIGNED_OUT, now=now, actor=actor, browser=browser, skip=skip)
+    logout.plan(session, now=now, browser=browser, skip=skip)
+    db.session.commit()
 
 
 def end_all(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import Blueprint, flash, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -12,7 +10,7 @@ from directory import accounts, audit, sessions, settings
 from directory.db import db
 from directory.models import DirectorySession
 from directory.policy import EndReason
-from idp import context, delivery, web_session
+from idp import context, signout, web_session
 
 bp = Blueprint("portal", __name__)
 
@@ -119,20 +117,8 @@ def logout():
     if ended is None:
         return web_session.unbind(redirect(destination, 303))
     sessions.end(ended, EndReason.SIGNED_OUT, now=context.now(), actor=g.user, browser=True)
-    response = web_session.unbind(signed_out(ended, destination))
+    response = web_session.unbind(signout.leave(ended, return_url=destination))
     flash(web_session.end_message(EndReason.SIGNED_OUT, ended), "info")
-    return response
-
-
-def signed_out(ended: DirectorySession, continue_to: str):
-    """After a sign-out in this browser: each app with front-channel logout gets its logout page
-    loaded in a hidden iframe, then the browser continues; straight on when no app needs it."""
-    frames = delivery.front_channel_urls(ended, now=context.now())
-    if not frames:
-        return redirect(continue_to, 303)
-    response = make_response(render_template("portal/signed_out.html", frames=frames, continue_to=continue_to))
-    origins = " ".join(sorted({"{0.scheme}://{0.netloc}".format(urlsplit(url)) for url in frames}))
-    response.headers["Content-Security-Policy"] = f"default-src 'self'; frame-src {origins}; frame-ancestors 'none'"
     return response
 
 

@@ -205,6 +205,12 @@ def test_an_sp_with_a_redirect_logout_endpoint_is_signed_out_through_the_browser
     assert (sp.app.backchannel_logout, sp.app.frontchannel_logout) == (False, True)
 
 
+def test_an_sp_with_both_is_signed_out_over_the_back_channel_only(app, sp_file):
+    ok(cli(app, "saml", "add-sp", "--metadata", sp_file(slo_bindings=("redirect", "soap"))))
+    sp = db.session.scalar(select(ServiceProvider))
+    assert (sp.app.backchannel_logout, sp.app.frontchannel_logout) == (True, False)
+
+
 def test_an_sp_that_signs_its_requests_must_sign_them_by_default(app, sp_file):
     ok(cli(app, "saml", "add-sp", "--metadata", sp_file(authn_requests_signed=True)))
     assert db.session.scalar(select(ServiceProvider)).wants_signed_requests is True

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP, samlp
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.sigver import get_xmlsec_binary
@@ -27,6 +27,7 @@ ACS = "https://sp.example/acs"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 SSO = {BINDING_HTTP_REDIRECT: "http://localhost/saml/sso/redirect", BINDING_HTTP_POST: "http://localhost/saml/sso/post"}
+SLO_BINDINGS = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST, "soap": BINDING_SOAP}
 _FIELD = re.compile(r'name="(SAMLResponse|RelayState)" value="([^"]*)"')
 
 
@@ -42,17 +43,19 @@ def user(app, clock):
 
 
 def make_sp(app, tmp_path, client, *, signed: bool = False, nameid_format: str = "persistent", entity_id: str = SP_ENTITY,
-            attributes=None) -> Saml2Client:
-    """Register an SP and return its pysaml2 client, holding the key its metadata publishes."""
+            attributes=None, slo_bindings: tuple[str, ...] = ("redirect",)) -> Saml2Client:
+    """Register an SP and return its pysaml2 client, holding the key its metadata publishes.
+    `slo_bindings`: its SingleLogoutService endpoints, at <base>/slo/<binding>."""
     folder = tmp_path / f"sp-{len(list(tmp_path.glob('sp-*')))}"
-    metadata = make_sp_metadata(folder, entity_id, authn_requests_signed=signed)
+    metadata = make_sp_metadata(folder, entity_id, authn_requests_signed=signed, slo_bindings=slo_bindings)
     registry.add_sp(metadata, now=START, actor_label="test", nameid_format=nameid_format, attributes=attributes)
     pair = certs.load(folder, host="sp.example", now=START)
     base = entity_id.rsplit("/", 1)[0]
     config = SPConfig().load({
         "entityid": entity_id,
         "service": {"sp": {
-            "endpoints": {"assertion_consumer_service": [(f"{base}/acs", BINDING_HTTP_POST)]},
+            "endpoints": {"assertion_consumer_service": [(f"{base}/acs", BINDING_HTTP_POST)],
+                          "single_logout_service": [(f"{base}/slo/{name}", SLO_BINDINGS[name]) for name in slo_bindings]},
             "authn_requests_signed": signed, "want_assertions_signed": True, "want_response_signed": True,
         }},
         "key_file": str(pair.key_file), "cert_file": str(pair.cert_file),

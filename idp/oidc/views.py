@@ -17,7 +17,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from directory import logout, policy, sessions
 from directory.db import db
 from directory.policy import EndReason
-from idp import context, keys, portal, web_session
+from idp import context, keys, signout, web_session
 from idp.oidc import clients, hints
 from idp.oidc.models import SCOPES, Consent, OAuthClient
 from idp.oidc.server import authorization_server, bearer_guard, user_info
@@ -236,7 +236,7 @@ def end_session():
         fields = {k: v for k, v in params.items() if k not in ("confirm", "csrf_token")}
         return render_template("oidc/end_session_confirm.html", fields=fields, client=client)
     sessions.end(ended, EndReason.SIGNED_OUT, now=context.now(), actor=g.user, browser=True)
-    return web_session.unbind(portal.signed_out(ended, target or web_session.signout_destination()))
+    return web_session.unbind(signout.leave(ended, return_url=target or web_session.signout_destination()))
 
 
 def _logout_client(client_id: str | None, claims: dict | None) -> OAuthClient | None:

@@ -1,5 +1,6 @@
-"""SAML 2.0 identity provider: pysaml2 wiring (server.py), endpoints (views.py), service
-providers (models.py, registry.py), the signing certificate (certs.py)."""
+"""SAML 2.0 identity provider: pysaml2 wiring (server.py), sign-in (sso.py, views.py), Single
+Logout (logout.py, slo_views.py), service providers (models.py, registry.py), the signing
+certificate (certs.py)."""
 
 import warnings
 
@@ -11,8 +12,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="CFB has been moved", category=CryptographyDeprecationWarning)
     import saml2.cryptography.symmetric  # noqa: F401
 
-from idp.saml import models, views  # noqa: E402,F401  (models: the table joins db.metadata)
+from idp.saml import models, slo_views, views  # noqa: E402,F401  (models: the table joins db.metadata)
 
 
 def init_app(app) -> None:
     app.register_blueprint(views.bp)
+    app.register_blueprint(slo_views.bp)

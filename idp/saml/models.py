@@ -50,3 +50,25 @@ class SeenRequest(db.Model):
 
     id: Mapped[str] = mapped_column(String(256), primary_key=True)
     seen_at: Mapped[datetime]
+
+
+class LogoutChain(db.Model):
+    """A sign-out carried by the browser from one SAML SP to the next (front-channel SLO).
+
+    Each step sends a LogoutRequest (`pending_request_id`) and waits for the SP's
+    LogoutResponse; then the next SP, and at the end the browser goes to `return_url`, or the
+    SP that asked (`answer_*`) gets its LogoutResponse: PartialLogout if some app was missed.
+    """
+
+    __tablename__ = "saml_logout_chains"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    directory_session_id: Mapped[int] = mapped_column(ForeignKey("directory_sessions.id", ondelete="CASCADE"))
+    pending_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pending_sp_id: Mapped[int | None] = mapped_column(ForeignKey("saml_service_providers.id", ondelete="SET NULL"))
+    return_url: Mapped[str | None] = mapped_column(Text)
+    answer_sp_id: Mapped[int | None] = mapped_column(ForeignKey("saml_service_providers.id", ondelete="SET NULL"))
+    answer_request_id: Mapped[str | None] = mapped_column(String(256))
+    answer_relay_state: Mapped[str | None] = mapped_column(Text)
+    missed: Mapped[list[str]] = mapped_column(JSON, default=list)  # SPs that answered other than Success
+    created_at: Mapped[datetime]

@@ -44,7 +44,10 @@ class SpMetadata:
 
     @property
     def frontchannel_logout(self) -> bool:
-        return any(binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST) for binding, _ in self.single_logout_services)
+        """Told through the browser only when it has no SOAP endpoint: the back-channel goes
+        through the outbox, retried until it arrives, browser or not."""
+        return not self.backchannel_logout and any(
+            binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST) for binding, _ in self.single_logout_services)
 
 
 def parse_metadata(metadata_xml: str) -> SpMetadata:

@@ -4,7 +4,6 @@ Responses (pysaml2 does the XML and the signing; this module decides what is all
 from __future__ import annotations
 
 import base64
-import calendar
 import contextvars
 import hashlib
 import hmac
@@ -15,17 +14,10 @@ import saml2.assertion
 from flask import current_app
 from saml2 import BINDING_HTTP_POST, saml, samlp
 from saml2.saml import AUTHN_PASSWORD_PROTECTED
-from saml2.time_util import str_to_time
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
-from directory.db import db
-from idp.saml import registry, server
-from idp.saml.models import SeenRequest, ServiceProvider
-
-MAX_AGE = timedelta(minutes=5)  # an AuthnRequest issued longer ago is stale
-MAX_SKEW = timedelta(minutes=1)  # nor may it come from further in the future
-MAX_ID = 256
+from idp.saml import messages, registry, server
+from idp.saml.messages import Refused  # noqa: F401 (the views catch sso.Refused)
+from idp.saml.models import ServiceProvider
 
 # pysaml2 always makes up the SessionIndex (`saml2.assertion.sid()`); ours must be the app
 # session's sid, so that function answers from this context variable while a response is built.
@@ -38,10 +30,6 @@ def _session_index(*args, **kwargs):
 
 
 saml2.assertion.sid = _session_index
-
-
-class Refused(Exception):
-    """The AuthnRequest is not answered; the browser sees an error page, never the ACS."""
 
 
 @dataclass
@@ -62,26 +50,15 @@ def read(saml_request: str | None, binding: str, *, relay_state=None, sigalg=Non
         raise Refused("the request carries no SAMLRequest")
     parsed = _parse(server.server(current_app), saml_request, binding, relay_state, sigalg, signature)
     message = parsed.message
-    issuer = (message.issuer.text or "").strip() if message.issuer is not None else ""
-    sp = registry.find(issuer) if issuer else None
-    if sp is None:
-        raise Refused("the request comes from a service provider that is not registered here")
+    sp = messages.sender(message)
     if sp.wants_signed_requests:
         # Again, now demanding a valid signature (pysaml2 checks it against the SP's metadata).
         _parse(server.server(current_app, want_signed=True), saml_request, binding, relay_state, sigalg, signature,
                unsigned="the service provider must sign its requests, and this one is not signed correctly")
-    request_id = message.id or ""
-    if not request_id or len(request_id) > MAX_ID:
-        raise Refused("the request has no usable ID")
+    request_id = messages.message_id(message)
     acs_url = _acs_url(sp, message)
-    try:
-        issued = datetime.fromtimestamp(calendar.timegm(str_to_time(message.issue_instant)), UTC)
-    except Exception:
-        raise Refused("the request has no valid IssueInstant") from None
-    if issued < first_seen - MAX_AGE or issued > first_seen + MAX_SKEW:
-        raise Refused("the request is too old, or dated in the future")
-    if db.session.get(SeenRequest, request_id) is not None:
-        raise Refused("this request was already answered; it cannot be used again")
+    issued = messages.issued_at(message, first_seen=first_seen)
+    messages.check_unseen(request_id)
     return Request(sp=sp, id=request_id, acs_url=acs_url, force_authn=_true(message.force_authn),
                    is_passive=_true(message.is_passive), issue_instant=issued)
 
@@ -133,34 +110,25 @@ def _indexed_acs(sp: ServiceProvider, index: str) -> str | None:
 
 
 def mark_answered(request: Request, now: datetime) -> None:
-    """Record the request ID (a second answer is refused); forget IDs past the freshness window."""
-    db.session.execute(delete(SeenRequest).where(SeenRequest.seen_at < now - MAX_AGE - MAX_SKEW - timedelta(minutes=10)))
-    try:
-        with db.session.begin_nested():
-            db.session.add(SeenRequest(id=request.id, seen_at=now))
-    except IntegrityError:
-        raise Refused("this request was already answered; it cannot be used again") from None
-
-
-def name_id(sp: ServiceProvider, user, app_session) -> saml.NameID:
-    fmt = sp.nameid_format
-    if fmt == "persistent":
-        message = f"{user.id}\x00{sp.entity_id}".encode()
-        key = current_app.secret_key
-        value = hmac.new(key.encode() if isinstance(key, str) else key, message, hashlib.sha256).hexdigest()
-    elif fmt == "transient":
-        value = app_session.sid
-    elif fmt == "emailAddress":
-        value = user.email
-    else:
-        value = user.username
-    return saml.NameID(format=sp.nameid_format_uri, name_qualifier=server.entity_id(current_app),
-                       sp_name_qualifier=sp.entity_id, text=value)
+    messages.remember(request.id, now)
 
 
 def subject_for(sp: ServiceProvider, user) -> str:
-    """The subject recorded on the app session before it exists (transient: set to its sid after)."""
-    return name_id(sp, user, None).text if sp.nameid_format != "transient" else ""
+    """The NameID value for `user` at `sp`, kept on the app session. Transient: "" here, then
+    the app session's own sid once it exists."""
+    fmt = sp.nameid_format
+    if fmt == "persistent":
+        key = current_app.secret_key
+        message = f"{user.id}\x00{sp.entity_id}".encode()
+        return hmac.new(key.encode() if isinstance(key, str) else key, message, hashlib.sha256).hexdigest()
+    if fmt == "transient":
+        return ""
+    return user.email if fmt == "emailAddress" else user.username
+
+
+def name_id(sp: ServiceProvider, value: str) -> saml.NameID:
+    return saml.NameID(format=sp.nameid_format_uri, name_qualifier=server.entity_id(current_app),
+                       sp_name_qualifier=sp.entity_id, text=value)
 
 
 def identity(sp: ServiceProvider, user) -> dict[str, list[str]]:
@@ -187,7 +155,7 @@ def success(request: Request, user, directory_session, app_session) -> str:
 def _authn_response(idp, request: Request, user, directory_session, app_session):
     return idp.create_authn_response(
         identity(request.sp, user), request.id, request.acs_url, request.sp.entity_id,
-        name_id=name_id(request.sp, user, app_session),
+        name_id=name_id(request.sp, app_session.subject),
         authn={"class_ref": AUTHN_PASSWORD_PROTECTED,
                "authn_instant": int(directory_session.authenticated_at.timestamp())},
         sign_assertion=True, sign_response=True,
@@ -203,7 +171,3 @@ def no_passive(request: Request) -> str:
         sign=True, sign_alg=server.SIGNING_ALGORITHM, digest_alg=server.DIGEST_ALGORITHM,
     )
     return base64.b64encode(str(response).encode()).decode()
-
-
-def seen_ids() -> list[str]:
-    return list(db.session.scalars(select(SeenRequest.id)))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import UTC, datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -13,7 +12,8 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 
 from directory import logout, policy
 from directory.db import db
-from idp import context, web_session
+from idp import context, navigation, web_session
+from idp.navigation import Destination
 from idp.saml import server, sso
 
 bp = Blueprint("saml", __name__)
@@ -87,20 +87,8 @@ def _answer(authn: sso.Request, failure):
         app_session.last_used_at = now
         saml_response = sso.success(authn, user, g.directory_session, app_session)
     db.session.commit()
-    return _post_page(authn.acs_url, saml_response, request.values.get("RelayState"))
-
-
-def _post_page(acs_url: str, saml_response: str, relay_state: str | None):
-    nonce = secrets.token_urlsafe(16)
-    parts = urlsplit(acs_url)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    page = render_template("saml/post.html", acs_url=acs_url, saml_response=saml_response,
-                           relay_state=relay_state, nonce=nonce)
-    response = Response(page, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'nonce-{nonce}'; form-action {origin}; frame-ancestors 'none'"
-    )
-    return response
+    fields = {"SAMLResponse": saml_response, "RelayState": request.values.get("RelayState")}
+    return navigation.go(Destination(authn.acs_url, fields), title="Signing you in")
 
 
 def _refuse(reason: str):
