@@ -22,6 +22,7 @@ from idp import context, delivery, keys
 from idp.database import MIGRATIONS
 from idp.oidc import clients
 from idp.oidc.models import OAuthClient
+from idp.saml import certs as saml_certs
 from idp.saml import registry
 
 users_cli = AppGroup("users", help="Create users and set passwords.")
@@ -371,7 +372,7 @@ def delete_client(client_id) -> None:
 
 # --- SAML service providers ---------------------------------------------------------------
 
-saml_cli = AppGroup("saml", help="Register SAML 2.0 service providers from their metadata.")
+saml_cli = AppGroup("saml", help="Register SAML 2.0 service providers; rotate the SAML signing certificate.")
 
 
 @saml_cli.command("add-sp")
@@ -422,3 +423,55 @@ def remove_sp(entity_id) -> None:
     except registry.SamlError as error:
         _fail(str(error))
     click.echo(f"Removed {entity_id}.")
+
+
+def _cert_set():
+    try:
+        return saml_certs.read(current_app)
+    except keys.KeyRingError as error:
+        _fail(str(error))
+
+
+@saml_cli.command("rotate-cert")
+@click.option("--replace", "replace_staged", is_flag=True,
+              help="Discard a staged certificate that was never activated and stage a new one.")
+def rotate_cert(replace_staged) -> None:
+    """Stage a new signing certificate: in the metadata now, signing only after activate-cert."""
+    now, certset = context.now(), _cert_set()
+    try:
+        pair = certset.rotate(now=now, replace_staged=replace_staged)
+    except keys.KeyRingError as error:
+        _fail(str(error))
+    click.echo(f"Staged certificate {pair.id} (SHA-256 {pair.fingerprint}); it is in /saml/metadata now.")
+    click.echo(f"Responses are still signed with {certset.signing.id}. Once service providers have refreshed our metadata,")
+    click.echo(f"from {_stamp(now + certset.publish_for)}, run `flask --app wsgi saml activate-cert`.")
+
+
+@saml_cli.command("activate-cert")
+@click.option("--force", is_flag=True, help="Activate even if the certificate was staged less than the publish period ago.")
+def activate_cert(force) -> None:
+    """Sign with the staged certificate; the previous one stays in the metadata for the publish period."""
+    now, certset = context.now(), _cert_set()
+    previous = certset.signing
+    try:
+        pair = certset.activate(now=now, force=force)
+    except keys.KeyRingError as error:
+        _fail(str(error))
+    click.echo(f"Signing with certificate {pair.id} (SHA-256 {pair.fingerprint}).")
+    click.echo(f"The previous certificate {previous.id} stays in /saml/metadata until {_stamp(now + certset.publish_for)}.")
+    click.echo(f"Running servers switch on their next SAML request (they re-read {saml_certs.MANIFEST}); no restart needed.")
+
+
+@saml_cli.command("list-certs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_certs(as_json) -> None:
+    """List the SAML certificates: signing, next (staged), previous (still published), retired."""
+    now = context.now()
+    rows = [
+        {"id": entry.id, "role": role, "fingerprint": pair.fingerprint,
+         "not_after": pair.certificate.not_valid_after_utc.isoformat(), **entry.as_json()}
+        for role, entry, pair in _cert_set().rows(now)
+    ]
+    _emit(rows, as_json, lambda row: f"{row['role']:<8}  {row['id']:<16}  {row['not_after'][:10]:<10}  "
+          f"{row['staged_at'][:16]:<16}  {(row['activated_at'] or '-')[:16]:<16}  {(row['retired_at'] or '-')[:16]:<16}  {row['fingerprint']}",
+          header=f"{'ROLE':<8}  {'ID':<16}  {'NOT AFTER':<10}  {'STAGED':<16}  {'ACTIVATED':<16}  {'RETIRED':<16}  SHA-256")

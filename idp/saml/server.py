@@ -10,7 +10,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
 from saml2.config import IdPConfig
 from saml2.extension.algsupport import NAMESPACE as ALGSUPPORT
 from saml2.extension.algsupport import DigestMethod, SigningMethod
-from saml2.metadata import entity_descriptor, metadata_tostring_fix, sign_entity_descriptor
+from saml2.metadata import do_key_descriptor, entity_descriptor, metadata_tostring_fix, sign_entity_descriptor
 from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary, security_context
 from saml2.validate import valid_instance
@@ -83,17 +83,20 @@ def server(app, *, want_signed: bool = False) -> Server:
 
 
 def metadata_bytes(app) -> bytes:
-    """The IdP's metadata, signed with RSA-SHA256; built once per app (it lists no SPs)."""
-    body = app.extensions.get("idp.saml.metadata")
-    if body is None:
-        body = app.extensions["idp.saml.metadata"] = build_metadata(app)
-    return body
+    """The IdP's metadata, signed with RSA-SHA256. It lists no SPs, so it is built again only
+    when the published certificates change (a rotation, an activation, a previous one expiring)."""
+    published = tuple(pair.cert_base64 for pair in certs.published(app))
+    cached = app.extensions.get("idp.saml.metadata")
+    if cached is None or cached[0] != published:
+        cached = app.extensions["idp.saml.metadata"] = (published, build_metadata(app))
+    return cached[1]
 
 
 def build_metadata(app) -> bytes:
     config = idp_config(app)
     descriptor = entity_descriptor(config)
     _advertise_only_our_algorithms(descriptor)
+    _publish_other_certificates(app, descriptor)
     descriptor, signed = sign_entity_descriptor(
         descriptor, None, security_context(config), SIGNING_ALGORITHM, DIGEST_ALGORITHM,
     )
@@ -109,3 +112,11 @@ def _advertise_only_our_algorithms(descriptor) -> None:
     extensions.extension_elements = [e for e in extensions.extension_elements if e.namespace != ALGSUPPORT]
     extensions.add_extension_element(DigestMethod(algorithm=DIGEST_ALGORITHM))
     extensions.add_extension_element(SigningMethod(algorithm=SIGNING_ALGORITHM))
+
+
+def _publish_other_certificates(app, descriptor) -> None:
+    """pysaml2 lists only the signing certificate (`cert_file`); SPs must also find the staged one
+    before it signs and the previous one while responses it signed may still arrive."""
+    _, *others = certs.published(app)
+    if others:
+        descriptor.idpsso_descriptor.key_descriptor.extend(do_key_descriptor([p.cert_base64 for p in others], use="signing"))
