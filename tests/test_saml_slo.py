@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -246,6 +247,25 @@ def test_an_sp_whose_slo_endpoint_takes_post_gets_its_response_posted_and_xml_si
     response, relay_state = logout_response_at(sp, answer, request_id)
     assert codes(response) == SUCCESS and relay_state == "back-to-sp"
     assert f"form-action {sp.base}" in answer.headers["Content-Security-Policy"]
+
+
+def test_logout_after_an_unnoticed_expiry_records_the_expiry_and_still_signs_out_every_app(app, tmp_path, client, portal, http):
+    wiki = register(app, tmp_path, client, "wiki")
+    crm = register(app, tmp_path, client, "crm", slo_bindings=("soap",))
+    portal.login()
+    wiki.sign_in(client)
+    crm.sign_in(client)
+    (session,) = db.session.scalars(select(DirectorySession)).all()
+    deadline = session.expires_at
+    session.last_activity_at -= timedelta(minutes=31)  # idle past the 30-minute default, unseen
+    session.expires_at -= timedelta(minutes=31)
+    db.session.commit()
+    http.add_callback(responses.POST, "https://crm.example/slo/soap", callback=crm.soap_answer)
+    request_id, answer = wiki.start_logout(client)
+    assert codes(logout_response_at(wiki, answer, request_id)[0]) == SUCCESS
+    (row,) = session_rows()
+    assert (row.end_reason, row.ended_at) == ("idle_timeout", deadline - timedelta(minutes=31))
+    assert crm.soap_calls == 1 and set(app_sessions().values()) == {"directory_signout"}
 
 
 # --- refused LogoutRequests end nothing --------------------------------------------------------
