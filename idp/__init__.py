@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     """Build the app from `IDP_*` variables with `overrides` on top; `clock` defaults to the system's."""
-    from idp import admin, admin_apps, background, cli, config, database, oidc, portal, saml, web_session
+    from idp import admin, admin_apps, admin_saml, background, cli, config, database, oidc, portal, saml, web_session
 
     app = Flask(
         __name__,
@@ -35,6 +35,7 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     app.register_blueprint(portal.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_apps.bp)
+    app.register_blueprint(admin_saml.bp)
     oidc.init_app(app)
     saml.init_app(app)
     cli.init_app(app)
