@@ -25,7 +25,7 @@ from directory.db import db
 from directory.models import AppSession, LogoutDelivery
 from idp.delivery import Outgoing
 from idp.navigation import Destination
-from idp.saml import messages, server, sso
+from idp.saml import inbound, messages, server, sso
 from idp.saml.messages import Refused
 from idp.saml.models import ServiceProvider
 
@@ -58,6 +58,7 @@ def read_request(text: str | None, binding: str, *, relay_state=None, sigalg=Non
     """The checked LogoutRequest, or `Refused` (then nothing may be ended)."""
     if not text:
         raise Refused("the request carries no SAMLRequest")
+    inbound.check(text, binding)
     try:
         parsed = server.server(current_app, want_signed=True).parse_logout_request(
             text, binding, relay_state=relay_state, sigalg=sigalg, signature=signature)
@@ -95,6 +96,7 @@ def read_response(text: str | None, binding: str, *, sigalg=None, signature=None
     answers a request of ours is the caller's check (`fault`)."""
     if not text:
         raise Refused("the answer carries no SAMLResponse")
+    inbound.check(text, binding)
     idp = server.server(current_app)
     try:
         # Not pysaml2's parse_logout_request_response: it raises on any status but Success,

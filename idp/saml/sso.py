@@ -15,7 +15,7 @@ from flask import current_app
 from saml2 import BINDING_HTTP_POST, saml, samlp
 from saml2.saml import AUTHN_PASSWORD_PROTECTED
 
-from idp.saml import messages, registry, server
+from idp.saml import inbound, messages, registry, server
 from idp.saml.messages import Refused  # noqa: F401 (the views catch sso.Refused)
 from idp.saml.models import ServiceProvider
 
@@ -48,6 +48,7 @@ def read(saml_request: str | None, binding: str, *, relay_state=None, sigalg=Non
     it (now, or when it was sent to sign in): freshness is measured from there."""
     if not saml_request:
         raise Refused("the request carries no SAMLRequest")
+    inbound.check(saml_request, binding)
     parsed = _parse(server.server(current_app), saml_request, binding, relay_state, sigalg, signature)
     message = parsed.message
     sp = messages.sender(message)
