@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The issuer follows IDP_HOST/IDP_PORT unless IDP_ISSUER says otherwise (e.g. behind a proxy).
+run: export IDP_ISSUER ?= http://$(IDP_HOST):$(IDP_PORT)
 run: install
 	$(BIN)/flask --app wsgi setup
 	$(BIN)/gunicorn --bind "$(IDP_HOST):$(IDP_PORT)" --workers 2 --threads 4 --access-logfile - wsgi:app
