@@ -5,12 +5,15 @@ Everything the IdP signs uses RSA-SHA256 with SHA-256 digests (pysaml2's default
 
 from __future__ import annotations
 
-from flask import g
+import hashlib
+import threading
+
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
 from saml2.config import IdPConfig
 from saml2.extension.algsupport import NAMESPACE as ALGSUPPORT
 from saml2.extension.algsupport import DigestMethod, SigningMethod
 from saml2.metadata import do_key_descriptor, entity_descriptor, metadata_tostring_fix, sign_entity_descriptor
+from saml2.sdb import SessionStorage
 from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary, security_context
 from saml2.validate import valid_instance
@@ -70,16 +73,30 @@ def idp_config(app, sp_metadata: list[str] = (), *, want_signed: bool = False) -
     return IdPConfig().load(config_dict(app, sp_metadata, want_signed=want_signed))
 
 
+class _NoAssertionStore(SessionStorage):
+    """pysaml2 keeps every assertion it issues in memory, for logout bookkeeping of its own;
+    ours is in the database, and a server that lives across requests must not grow."""
+
+    def store_assertion(self, assertion, to_sign):
+        pass
+
+
 def server(app, *, want_signed: bool = False) -> Server:
-    """A pysaml2 IdP server knowing every registered SP. Built once per request (kept on `g`):
-    parsing every SP's metadata is the costly part, and the next request sees new SPs."""
+    """A pysaml2 IdP server knowing every registered SP. Building one costs ~150 ms (every SP's
+    metadata parsed, the private key loaded and checked), so each thread keeps its own (a
+    Server is not thread-safe) until the SPs or the signing certificate change."""
     from idp.saml import registry
 
-    key = f"saml_server_{want_signed}"
-    if key not in g:
-        metadata = [sp.metadata_xml for sp in registry.all_sps()]
-        setattr(g, key, Server(config=idp_config(app, metadata, want_signed=want_signed)))
-    return getattr(g, key)
+    metadata = [sp.metadata_xml for sp in registry.all_sps()]
+    version = (certs.current(app).cert_file, hashlib.sha256("\0".join(metadata).encode()).digest())
+    cache = app.extensions.setdefault("idp.saml.servers", {})
+    slot = (threading.get_ident(), want_signed)
+    cached = cache.get(slot)
+    if cached is None or cached[0] != version:
+        built = Server(config=idp_config(app, metadata, want_signed=want_signed))
+        built.session_db = _NoAssertionStore()
+        cached = cache[slot] = (version, built)
+    return cached[1]
 
 
 def metadata_bytes(app) -> bytes:
