@@ -87,6 +87,9 @@ class DirectorySession(db.Model):
     __table_args__ = (
         Index("ix_directory_sessions_user_live", "user_id", "ended_at"),
         Index("ix_directory_sessions_due", "ended_at", "expires_at"),
+        # The session lists: newest activity first, whole or by end reason (directory/listing.py).
+        Index("ix_directory_sessions_activity", "last_activity_at", "id"),
+        Index("ix_directory_sessions_reason", "end_reason", "last_activity_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -183,7 +186,10 @@ class AppSession(db.Model):
     """
 
     __tablename__ = "app_sessions"
-    __table_args__ = (Index("ix_app_sessions_directory_session", "directory_session_id", "ended_at"),)
+    __table_args__ = (
+        Index("ix_app_sessions_directory_session", "directory_session_id", "ended_at"),
+        Index("ix_app_sessions_app", "app_id", "directory_session_id"),  # sessions lists filtered by app
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))

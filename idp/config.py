@@ -18,6 +18,7 @@ _ENV = {
     "DELIVERY_INTERVAL": "IDP_DELIVERY_INTERVAL",
     "LOGOUT_TIMEOUT": "IDP_LOGOUT_TIMEOUT",
     "LOGOUT_RETRY_WINDOW": "IDP_LOGOUT_RETRY_WINDOW",
+    "GEOIP_DATABASE": "IDP_GEOIP_DATABASE",
 }
 
 
@@ -41,6 +42,7 @@ def load(environ: Mapping[str, str], overrides: Mapping | None, instance_path: s
         DELIVERY_INTERVAL=_whole(raw.get("DELIVERY_INTERVAL", 2), "IDP_DELIVERY_INTERVAL", high=3600),
         LOGOUT_TIMEOUT=_whole(raw.get("LOGOUT_TIMEOUT", 5), "IDP_LOGOUT_TIMEOUT", high=60) or 5,
         LOGOUT_RETRY_WINDOW=_whole(raw.get("LOGOUT_RETRY_WINDOW", 86400), "IDP_LOGOUT_RETRY_WINDOW", high=30 * 86400),
+        GEOIP_DATABASE=_readable_file(raw.get("GEOIP_DATABASE"), "IDP_GEOIP_DATABASE"),
         # The `__Host-` prefix pins a cookie to this host, path / and HTTPS.
         DIRECTORY_COOKIE="__Host-idp_session" if secure else "idp_session",
         SESSION_COOKIE_NAME="__Host-idp_ui" if secure else "idp_ui",
@@ -53,6 +55,14 @@ def load(environ: Mapping[str, str], overrides: Mapping | None, instance_path: s
     if len(config["SECRET_KEY"]) < 32:
         raise ConfigError("IDP_SECRET_KEY must be at least 32 characters")
     return config
+
+
+def _readable_file(value, variable: str) -> str | None:
+    if not value:
+        return None
+    if not os.access(str(value), os.R_OK) or not Path(str(value)).is_file():
+        raise ConfigError(f"{variable} must name a readable file, got {value!r}")
+    return str(value)
 
 
 def _issuer(value: str) -> str:
