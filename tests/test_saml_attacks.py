@@ -19,15 +19,23 @@ import pytest
 from tests.factories import make_user
 from tests.test_saml_slo import SLO, live_directory_sessions, register
 from tests.test_saml_sso import (
-    make_sp,
     real_time,  # noqa: F401  (an autouse fixture)
-    send,
-)
+    )
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+
+
+@pytest.fixture(autouse=True)
+def own_prefixes():
+    """`tree` registers the document's prefixes with ElementTree, which is process-wide state
+    (pysaml2 serialises through it too): put the table back for the tests that follow."""
+    saved = dict(ET._namespace_map)
+    yield
+    ET._namespace_map.clear()
+    ET._namespace_map.update(saved)
 
 
 @pytest.fixture(autouse=True)
@@ -155,18 +163,6 @@ def test_a_doctype_with_entities_is_refused_before_parsing(wiki, client):
     answer = post(client, bomb)
     assert answer.status_code == 400 and b"DTDs" in answer.data
     assert live_directory_sessions() == 1
-
-
-def test_a_comment_in_a_signed_authn_requests_issuer_is_refused(app, tmp_path, client, portal):
-    signer = make_sp(app, tmp_path, client, signed=True, entity_id="https://signs.example/metadata")
-    request_id, xml = signer.create_authn_request("http://localhost/saml/sso/post", sign=True,
-                                                  sign_alg="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-                                                  digest_alg="http://www.w3.org/2001/04/xmlenc#sha256")
-    injected = str(xml).replace("https://signs.example/metadata<", "https://signs.example<!-- -->/metadata<", 1)
-    assert injected != str(xml)
-    portal.login()
-    _, answer, _ = send(client, signer, POST, request=(request_id, injected))
-    assert answer.status_code == 400 and b"comments" in answer.data
 
 
 def test_an_oversized_redirect_message_is_refused(wiki, client):
