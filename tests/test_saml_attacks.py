@@ -173,3 +173,21 @@ def test_an_oversized_redirect_message_is_refused(wiki, client):
     answer = client.get(SLO["urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"].replace("http://localhost", ""),
                         query_string={"SAMLRequest": base64.b64encode(payload).decode()})
     assert answer.status_code == 400 and b"larger than" in answer.data
+
+
+@pytest.mark.parametrize("binding", ["post", "redirect"])
+def test_a_logout_request_really_signed_with_sha1_is_refused(binding, wiki, client):
+    from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
+
+    destination = SLO[f"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-{binding.capitalize() if binding == 'redirect' else 'POST'}"]
+    request_id, request = wiki.client.create_logout_request(destination, "http://localhost/saml/metadata", name_id=wiki.name_id,
+                                                            session_indexes=[wiki.session_index], sign=False)
+    if binding == "post":
+        signed = wiki.client.sign(request, sign_alg=SIG_RSA_SHA1, digest_alg=DIGEST_SHA1)
+        answer = post(client, signed)
+    else:
+        info = wiki.client.apply_binding(binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", msg_str=str(request),
+                                         destination=destination, relay_state="", sign=True, sigalg=SIG_RSA_SHA1)
+        answer = client.get(dict(info["headers"])["Location"].replace("http://localhost", ""))
+    assert answer.status_code == 400 and b"is not accepted" in answer.data
+    assert live_directory_sessions() == 1

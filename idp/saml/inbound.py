@@ -24,14 +24,25 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, BINDING_SOAP
 from idp.saml.messages import Refused
 
 MAX_XML = 256 * 1024  # bytes, decoded: a SAML request or response is a few kilobytes
+_DSIG = "http://www.w3.org/2000/09/xmldsig#"
+# What a peer may sign with: the SHA-2 family only. SHA-1 (and MD5) collide; HMAC needs a secret we do not share.
+SIGNATURE_ALGORITHMS = frozenset(
+    f"http://www.w3.org/2001/04/xmldsig-more#{kind}-{digest}" for kind in ("rsa", "ecdsa") for digest in ("sha256", "sha384", "sha512")
+)
+DIGEST_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384", "http://www.w3.org/2001/04/xmlenc#sha512",
+})
 
 
 class Rejected(Refused, ValueError):
     """The message is not read any further; the reason is one line, safe to show."""
 
 
-def check(message: str | bytes, binding: str) -> bytes:
-    """The message's XML, once it passed the checks above; else `Rejected`."""
+def check(message: str | bytes, binding: str, *, sigalg: str | None = None) -> bytes:
+    """The message's XML, once it passed the checks above; else `Rejected`. `sigalg`: the
+    HTTP-Redirect binding's SigAlg parameter, when there is one."""
+    if sigalg is not None and sigalg not in SIGNATURE_ALGORITHMS:
+        raise Rejected(f"the signature algorithm {sigalg[:100]} is not accepted (RSA or ECDSA with SHA-256 or stronger)")
     if binding == BINDING_SOAP:
         xml = message.encode() if isinstance(message, str) else message
     elif binding in (BINDING_HTTP_POST, BINDING_HTTP_REDIRECT):
@@ -81,6 +92,14 @@ def _inflates(raw: bytes) -> bool:
     return True
 
 
+def _check_algorithm(name: str, attributes: dict) -> None:
+    """An XML signature made with a weak algorithm is refused before anyone verifies it."""
+    allowed = {f"{_DSIG} SignatureMethod": SIGNATURE_ALGORITHMS, f"{_DSIG} DigestMethod": DIGEST_ALGORITHMS}.get(name)
+    if allowed is not None and attributes.get("Algorithm") not in allowed:
+        raise Rejected(f"the signature algorithm {str(attributes.get('Algorithm'))[:100]} is not accepted "
+                       "(RSA or ECDSA with SHA-256 or stronger)")
+
+
 def _refuse(reason: str):
     def handler(*_):
         raise Rejected(reason)
@@ -88,7 +107,8 @@ def _refuse(reason: str):
 
 
 def _refuse_markup(xml: str | bytes) -> None:
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = _check_algorithm
     parser.CommentHandler = _refuse("XML comments are not accepted in SAML messages")
     parser.StartDoctypeDeclHandler = _refuse("DTDs and entity declarations (DOCTYPE) are not accepted in SAML messages")
     parser.StartCdataSectionHandler = _refuse("CDATA sections are not accepted in SAML messages")

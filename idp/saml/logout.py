@@ -58,7 +58,7 @@ def read_request(text: str | None, binding: str, *, relay_state=None, sigalg=Non
     """The checked LogoutRequest, or `Refused` (then nothing may be ended)."""
     if not text:
         raise Refused("the request carries no SAMLRequest")
-    inbound.check(text, binding)
+    inbound.check(text, binding, sigalg=sigalg)
     try:
         parsed = server.server(current_app, want_signed=True).parse_logout_request(
             text, binding, relay_state=relay_state, sigalg=sigalg, signature=signature)
@@ -96,7 +96,7 @@ def read_response(text: str | None, binding: str, *, sigalg=None, signature=None
     answers a request of ours is the caller's check (`fault`)."""
     if not text:
         raise Refused("the answer carries no SAMLResponse")
-    inbound.check(text, binding)
+    inbound.check(text, binding, sigalg=sigalg)
     idp = server.server(current_app)
     try:
         # Not pysaml2's parse_logout_request_response: it raises on any status but Success,

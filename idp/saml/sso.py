@@ -48,7 +48,7 @@ def read(saml_request: str | None, binding: str, *, relay_state=None, sigalg=Non
     it (now, or when it was sent to sign in): freshness is measured from there."""
     if not saml_request:
         raise Refused("the request carries no SAMLRequest")
-    inbound.check(saml_request, binding)
+    inbound.check(saml_request, binding, sigalg=sigalg)
     parsed = _parse(server.server(current_app), saml_request, binding, relay_state, sigalg, signature)
     message = parsed.message
     sp = messages.sender(message)
