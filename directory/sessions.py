@@ -41,9 +41,11 @@ class Opened:
 
 @dataclass(frozen=True)
 class Refused:
-    """The session limit is reached and the policy is to refuse; nothing was written."""
+    """The session limit is reached and the policy is to refuse (or, with `disabled`, the
+    account was disabled while its password was being checked); nothing was written."""
 
     active: list[DirectorySession]
+    disabled: bool = False
 
 
 def _live(now: datetime):
@@ -74,7 +76,10 @@ def open(
     SQLite the database write lock, so racing sign-ins of one user queue here and each counts
     the sessions the other committed: the limit holds under concurrency.
     """
-    db.session.execute(update(User).where(User.id == user.id).values(last_sign_in_at=now))
+    # Conditional: an account disabled after its password was checked gets no session.
+    if db.session.execute(update(User).where(User.id == user.id, User.disabled.is_(False)).values(last_sign_in_at=now)).rowcount != 1:
+        db.session.rollback()
+        return Refused([], disabled=True)
     if replacing is not None:
         _end(replacing, EndReason.REPLACED, now=now, actor=user)
     active = live_for_user(user, now=now)

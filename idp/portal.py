@@ -91,6 +91,8 @@ def _open_session(user):
         user_agent=request.user_agent.string,
         replacing=g.directory_session,
     )
+    if isinstance(result, sessions.Refused) and result.disabled:
+        return _login_page(401, _BAD_CREDENTIALS)
     if isinstance(result, sessions.Refused):
         return render_template(
             "portal/session_limit.html",

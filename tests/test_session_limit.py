@@ -130,3 +130,18 @@ def test_racing_sign_ins_never_exceed_the_limit(alice, app, clock, on_limit, sta
         assert len(live(session_rows(), clock.now())) == 1
         assert status in statuses and set(statuses) <= {303, 409}
         clock.advance(minutes=31)  # everything expires before the next round
+
+
+def test_an_account_disabled_while_its_password_was_being_checked_gets_no_session(app, clock):
+    from sqlalchemy import update
+
+    from directory import sessions, settings
+    from directory.db import db
+    from directory.models import User
+
+    alice = make_user("alice", now=clock.now())  # loaded (and so "enabled") before the disable lands
+    with db.engine.begin() as other_connection:  # an admin's request, committed in between
+        other_connection.execute(update(User).where(User.id == alice.id).values(disabled=True))
+    result = sessions.open(alice, settings.load(), now=clock.now())
+    assert isinstance(result, sessions.Refused) and result.disabled
+    assert session_rows() == []
