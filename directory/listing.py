@@ -8,9 +8,9 @@ what the first does; each filter meets an index (see `DirectorySession.__table_a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import exists, or_, select, tuple_
 from sqlalchemy.orm import joinedload
 
 from directory.db import db
@@ -18,6 +18,8 @@ from directory.models import App, AppSession, DirectorySession, User
 
 STATUSES = ("active", "ended")
 MAX_PAGE = 200
+MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one in a cursor is not ours
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,16 @@ class BadCursor(ValueError):
 
 
 def cursor_of(row: DirectorySession) -> str:
-    return f"{round(row.last_activity_at.timestamp() * 1_000_000)}.{row.id}"
+    """Whole microseconds since the epoch, counted in integers, so the cursor names its row's instant exactly."""
+    return f"{(row.last_activity_at - _EPOCH) // _MICROSECOND}.{row.id}"
 
 
 def _parse_cursor(text: str) -> tuple[datetime, int]:
     try:
         micros, row_id = (int(part) for part in text.split("."))
-        return datetime.fromtimestamp(micros / 1_000_000, UTC), row_id
+        if not 0 <= row_id <= MAX_ID:
+            raise ValueError(row_id)
+        return _EPOCH + micros * _MICROSECOND, row_id
     except (ValueError, OverflowError, OSError):
         raise BadCursor(f"not a page cursor: {text[:40]!r}") from None
 
@@ -58,25 +63,28 @@ def sessions_page(wanted: SessionFilter, *, now: datetime, limit: int = 50, afte
 
     "active" means alive at `now`; a session past its deadline that no request or sweep has
     ended yet counts as ended (it has no end reason until the sweep records one).
+
+    "Ended" is asked of `end_reason`, which `sessions._end` writes with `ended_at`: then "active"
+    walks (end_reason, last_activity_at) in page order, where `ended_at` leads SQLite to the
+    sweep index and a sort of every live session. The cursor is one row-value comparison, so
+    both databases seek to it in the index rather than read every row before it.
     """
     limit = max(1, min(limit, MAX_PAGE))
     query = select(DirectorySession).options(joinedload(DirectorySession.user).joinedload(User.role))
     if wanted.user_id is not None:
         query = query.where(DirectorySession.user_id == wanted.user_id)
     if wanted.status == "active":
-        query = query.where(DirectorySession.ended_at.is_(None), DirectorySession.expires_at > now)
+        query = query.where(DirectorySession.end_reason.is_(None), DirectorySession.expires_at > now)
     elif wanted.status == "ended":
-        query = query.where(or_(DirectorySession.ended_at.is_not(None), DirectorySession.expires_at <= now))
+        query = query.where(or_(DirectorySession.end_reason.is_not(None), DirectorySession.expires_at <= now))
     if wanted.end_reason is not None:
         query = query.where(DirectorySession.end_reason == wanted.end_reason)
     if wanted.app_id is not None:
         query = query.where(exists().where(AppSession.directory_session_id == DirectorySession.id, AppSession.app_id == wanted.app_id))
     if after:
         moment, row_id = _parse_cursor(after)
-        query = query.where(or_(
-            DirectorySession.last_activity_at < moment,
-            and_(DirectorySession.last_activity_at == moment, DirectorySession.id < row_id),
-        ))
+        keyset = (DirectorySession.last_activity_at, DirectorySession.id)
+        query = query.where(tuple_(*keyset) < tuple_(moment, row_id, types=[column.type for column in keyset]))
     rows = list(db.session.scalars(
         query.order_by(DirectorySession.last_activity_at.desc(), DirectorySession.id.desc()).limit(limit + 1)
     ).unique())

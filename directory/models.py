@@ -73,6 +73,7 @@ class DirectorySettings(db.Model):
     signout_url: Mapped[str | None] = mapped_column(String(2000))
     retention_seconds: Mapped[int]
     signout_apps_on_expiry: Mapped[bool] = mapped_column(default=False)
+    audit_retention_seconds: Mapped[int] = mapped_column(default=365 * 86400)
     updated_at: Mapped[datetime]
 
 
@@ -90,6 +91,7 @@ class DirectorySession(db.Model):
         # The session lists: newest activity first, whole or by end reason (directory/listing.py).
         Index("ix_directory_sessions_activity", "last_activity_at", "id"),
         Index("ix_directory_sessions_reason", "end_reason", "last_activity_at"),
+        Index("ix_directory_sessions_user_activity", "user_id", "last_activity_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

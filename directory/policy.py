@@ -30,6 +30,7 @@ class EndReason(StrEnum):
     ENDED_BY_USER = "ended_by_user"
     ENDED_BY_ADMIN = "ended_by_admin"
     PASSWORD_CHANGED = "password_changed"
+    USER_DISABLED = "user_disabled"
 
     @property
     def is_expiry(self) -> bool:

@@ -14,6 +14,7 @@ from directory.policy import Lifetime, OnLimit
 INACTIVITY_RANGE = (timedelta(minutes=1), timedelta(days=90))
 ABSOLUTE_RANGE = (timedelta(minutes=5), timedelta(days=365))
 RETENTION_RANGE = (timedelta(days=1), timedelta(days=3650))
+AUDIT_RETENTION_RANGE = (timedelta(days=1), timedelta(days=3650))  # a day to ten years
 MAX_SESSIONS_RANGE = (1, 100)
 MAX_URL_LENGTH = 2000  # the column's size
 
@@ -36,6 +37,7 @@ class SessionSettings:
     signout_url: str | None = None  # None: the sign-in page
     retention: timedelta = timedelta(days=30)
     signout_apps_on_expiry: bool = False  # expiry, like a sign-out, ends the apps' sessions
+    audit_retention: timedelta = timedelta(days=365)  # audit events older than this are deleted by the sweep
 
     @property
     def lifetime(self) -> Lifetime:
@@ -50,6 +52,7 @@ class SessionSettings:
                 found["inactivity"] = "must not be longer than the absolute timeout"
         _check_range(found, "absolute", self.absolute, ABSOLUTE_RANGE)
         _check_range(found, "retention", self.retention, RETENTION_RANGE)
+        _check_range(found, "audit_retention", self.audit_retention, AUDIT_RETENTION_RANGE)
         low, high = MAX_SESSIONS_RANGE
         if self.max_sessions is not None and not low <= self.max_sessions <= high:
             found["max_sessions"] = f"must be between {low} and {high}"
@@ -105,6 +108,7 @@ def load() -> SessionSettings:
         signout_url=row.signout_url,
         retention=timedelta(seconds=row.retention_seconds),
         signout_apps_on_expiry=row.signout_apps_on_expiry,
+        audit_retention=timedelta(seconds=row.audit_retention_seconds),
     )
 
 
@@ -136,6 +140,7 @@ def save(
     row.signout_url = new.signout_url
     row.retention_seconds = int(new.retention.total_seconds())
     row.signout_apps_on_expiry = new.signout_apps_on_expiry
+    row.audit_retention_seconds = int(new.audit_retention.total_seconds())
     row.updated_at = now
     db.session.add(row)
     before, after = old.as_json(), new.as_json()

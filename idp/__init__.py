@@ -17,7 +17,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     """Build the app from `IDP_*` variables with `overrides` on top; `clock` defaults to the system's."""
-    from idp import admin, admin_apps, admin_saml, background, cli, config, database, oidc, portal, saml, web_session
+    from idp import (
+        account,
+        admin,
+        admin_apps,
+        admin_audit,
+        admin_saml,
+        admin_sessions,
+        admin_users,
+        api,
+        background,
+        cli,
+        config,
+        database,
+        oidc,
+        portal,
+        saml,
+        web_session,
+    )
 
     app = Flask(
         __name__,
@@ -36,7 +53,12 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_apps.bp)
     app.register_blueprint(admin_saml.bp)
+    app.register_blueprint(admin_users.bp)
+    app.register_blueprint(admin_sessions.bp)
+    app.register_blueprint(admin_audit.bp)
+    app.register_blueprint(account.bp)
     oidc.init_app(app)
+    api.init_app(app)
     saml.init_app(app)
     cli.init_app(app)
     background.init_app(app)

@@ -59,7 +59,7 @@ def _fields(current: settings.SessionSettings) -> dict[str, str]:
         "on_limit": current.on_limit.value,
         "signout_url": current.signout_url or "",
     }
-    for name in ("inactivity", "absolute", "retention"):
+    for name in ("inactivity", "absolute", "retention", "audit_retention"):
         count, unit = durations.largest_unit(getattr(current, name) or getattr(defaults, name))
         fields[f"{name}_value"], fields[f"{name}_unit"] = str(count), unit
     return fields
@@ -73,7 +73,7 @@ def _parse(form, current: settings.SessionSettings) -> tuple[settings.SessionSet
         "signout_apps_on_expiry": form.get("signout_apps_on_expiry") == "on",
         "signout_url": form.get("signout_url", "").strip() or None,
     }
-    for name in ("absolute", "retention"):
+    for name in ("absolute", "retention", "audit_retention"):
         values[name] = duration_field(form, name, errors, getattr(current, name))
     values["inactivity"] = (
         duration_field(form, "inactivity", errors, current.inactivity or settings.SessionSettings().inactivity)

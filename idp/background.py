@@ -1,5 +1,6 @@
 """The in-server housekeeping loop: sends due Single Logout notices every
-IDP_DELIVERY_INTERVAL seconds and sweeps expired sessions every IDP_SWEEP_INTERVAL seconds.
+IDP_DELIVERY_INTERVAL seconds and sweeps expired sessions (and audit events past their
+retention) every IDP_SWEEP_INTERVAL seconds.
 
 Started by the first request a server process handles, so forked workers each run their own;
 sweeping is idempotent, so several processes sweeping at once end each session once.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from directory import sessions, settings
+from directory import audit, sessions, settings
 from idp import delivery
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,12 @@ def deliver_once(app) -> dict[str, int]:
 
 
 def sweep_once(app) -> tuple[int, int]:
-    """One sweep of expired sessions and of ended ones past retention."""
+    """One sweep of expired sessions and of ended ones past retention, then of audit events
+    past the audit retention. Returns the sessions (ended, purged)."""
     ended, purged = _guarded(
         app, "session sweep", lambda now: sessions.sweep(now=now, retention=settings.load().retention), (0, 0)
     )
-    if ended or purged:
-        log.info("sweep ended %d expired sessions, purged %d", ended, purged)
+    deleted = _guarded(app, "audit purge", lambda now: audit.purge(now=now, retention=settings.load().audit_retention), 0)
+    if ended or purged or deleted:
+        log.info("sweep ended %d expired sessions, purged %d, deleted %d audit events", ended, purged, deleted)
     return ended, purged

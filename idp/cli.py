@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from directory import accounts, audit, durations, sessions, settings
 from directory.db import db
-from directory.models import DirectorySession, User
+from directory.models import DirectorySession, Role, User
 from directory.policy import EndReason, OnLimit
 from idp import context, delivery, keys
 from idp.database import MIGRATIONS
@@ -25,14 +25,15 @@ from idp.oidc.models import OAuthClient
 from idp.saml import certs as saml_certs
 from idp.saml import registry
 
-users_cli = AppGroup("users", help="Create users and set passwords.")
+users_cli = AppGroup("users", help="Create, list, disable and enable users; set passwords and roles.")
+roles_cli = AppGroup("roles", help="Create, list and delete roles.")
 settings_cli = AppGroup("settings", help="Show and change the session settings.")
 sessions_cli = AppGroup("sessions", help="List, end and sweep directory sessions.")
 keys_cli = AppGroup("keys", help="Rotate and list the token signing keys in certs/.")
 
 
 def init_app(app) -> None:
-    for command in (setup, users_cli, settings_cli, sessions_cli, keys_cli, clients_cli, logout_worker, saml_cli):
+    for command in (setup, users_cli, roles_cli, settings_cli, sessions_cli, keys_cli, clients_cli, logout_worker, saml_cli):
         app.cli.add_command(command)
 
 
@@ -106,12 +107,115 @@ def create_user(username, password, password_stdin, email, display_name, role) -
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def set_password(username, password_stdin) -> None:
     """Set a user's password; their sessions end."""
-    user = accounts.find_user(username) or _fail(f"no user {username!r}")
+    user = _user(username)
     try:
         accounts.set_password(user, _password(None, password_stdin), now=context.now())
     except accounts.AccountError as error:
         _fail(str(error))
     click.echo(f"Password of {user.username!r} changed; their sessions have ended.")
+
+
+def _user(username: str) -> User:
+    return accounts.find_user(username) or _fail(f"no user {username!r}")
+
+
+@users_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_users(as_json) -> None:
+    """List every user by username, with role, status and live sessions."""
+    now = context.now()
+    users = list(db.session.scalars(select(User).order_by(User.username)))
+    live = accounts.live_session_counts([user.id for user in users], now=now)
+    rows = [
+        {"username": u.username, "email": u.email, "display_name": u.display_name, "role": u.role.name,
+         "status": "disabled" if u.disabled else "active", "live_sessions": live.get(u.id, 0),
+         "created_at": u.created_at.isoformat(), "last_sign_in_at": u.last_sign_in_at and u.last_sign_in_at.isoformat()}
+        for u in users
+    ]
+    _emit(
+        rows, as_json,
+        lambda row: f"{row['username']:<24} {row['role']:<16} {row['status']:<8} {row['live_sessions']:>8}  {row['email']}",
+        header=f"{'USERNAME':<24} {'ROLE':<16} {'STATUS':<8} {'SESSIONS':>8}  EMAIL",
+    )
+
+
+@users_cli.command("set-role")
+@click.argument("username")
+@click.argument("role")
+def set_role(username, role) -> None:
+    """Give a user a role; it applies to their live sessions at once."""
+    user = _user(username)
+    try:
+        changed = accounts.set_role(user, role, now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"{user.username!r} now has role {user.role.name}." if changed else f"{user.username!r} already had role {user.role.name}.")
+
+
+@users_cli.command("disable")
+@click.argument("username")
+def disable_user(username) -> None:
+    """Stop a user signing in; their sessions end and their applications are signed out."""
+    user = _user(username)
+    try:
+        ended = accounts.disable_user(user, now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Disabled {user.username!r}; {ended} session(s) ended.")
+
+
+@users_cli.command("enable")
+@click.argument("username")
+def enable_user(username) -> None:
+    """Let a disabled user sign in again."""
+    user = _user(username)
+    try:
+        accounts.enable_user(user, now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Enabled {user.username!r}.")
+
+
+@roles_cli.command("create")
+@click.argument("name")
+@click.option("--permission", "permissions", multiple=True, help=f"Repeat for each: {', '.join(accounts.PERMISSIONS)}.")
+@click.option("--description", default="")
+def create_role(name, permissions, description) -> None:
+    """Create a custom role granting exactly the permissions given."""
+    try:
+        role = accounts.create_role(name, permissions, description, now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Created role {role.name!r} with {', '.join(sorted(role.permissions)) or 'no permissions'}.")
+
+
+@roles_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_roles(as_json) -> None:
+    """List roles with their permissions and how many users hold each."""
+    holders = accounts.role_holders()
+    rows = [
+        {"name": r.name, "builtin": r.builtin, "description": r.description, "users": holders.get(r.id, 0),
+         "permissions": [p for p in accounts.PERMISSIONS if p in r.permissions]}
+        for r in db.session.scalars(select(Role).order_by(Role.name))
+    ]
+    _emit(
+        rows, as_json,
+        lambda row: f"{row['name']:<20} {'yes' if row['builtin'] else 'no':<8} {row['users']:>5}  {' '.join(row['permissions']) or '-'}",
+        header=f"{'ROLE':<20} {'BUILTIN':<8} {'USERS':>5}  PERMISSIONS",
+    )
+
+
+@roles_cli.command("delete")
+@click.argument("name")
+def delete_role(name) -> None:
+    """Delete a custom role that nobody holds."""
+    role = accounts.find_role(name) or _fail(f"no role {name!r}")
+    try:
+        accounts.delete_role(role, now=context.now())
+    except accounts.AccountError as error:
+        _fail(str(error))
+    click.echo(f"Deleted role {role.name!r}.")
 
 
 @settings_cli.command("show")
@@ -148,8 +252,10 @@ def _switch(value: str, option: str) -> bool:
 @click.option("--signout-url", help="Where users land after signing out or expiring; empty for the sign-in page.")
 @click.option("--retention", help="How long ended sessions are kept, like 30d.")
 @click.option("--signout-apps-on-expiry", help="on: expiry, like a sign-out, ends the applications' sessions.")
+@click.option("--audit-retention", help="How long audit events are kept, like 365d (1 day to 10 years).")
 @click.option("--apply-to-existing", is_flag=True, help="Recompute the deadlines of live sessions too.")
-def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit, signout_url, retention, signout_apps_on_expiry, apply_to_existing) -> None:
+def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit, signout_url, retention, signout_apps_on_expiry,
+                 audit_retention, apply_to_existing) -> None:
     """Change session settings; options not given keep their value."""
     changes: dict = {}
     if inactivity is not None:
@@ -158,6 +264,8 @@ def set_settings(inactivity, absolute, persistent_login, max_sessions, on_limit,
         changes["absolute"] = _duration(absolute, "--absolute")
     if retention is not None:
         changes["retention"] = _duration(retention, "--retention")
+    if audit_retention is not None:
+        changes["audit_retention"] = _duration(audit_retention, "--audit-retention")
     if persistent_login is not None:
         changes["persistent_login"] = _switch(persistent_login, "--persistent-login")
     if signout_apps_on_expiry is not None:
@@ -250,9 +358,13 @@ def end_sessions(session_id, username, everyone) -> None:
 
 @sessions_cli.command("sweep")
 def sweep() -> None:
-    """End sessions that expired unseen and purge those past the retention period."""
-    ended, purged = sessions.sweep(now=context.now(), retention=settings.load().retention)
+    """End sessions that expired unseen, purge those past the retention period, and delete
+    audit events older than the audit retention."""
+    current, now = settings.load(), context.now()
+    ended, purged = sessions.sweep(now=now, retention=current.retention)
     click.echo(f"Ended {ended} expired session(s); purged {purged} past retention.")
+    if deleted := audit.purge(now=now, retention=current.audit_retention):
+        click.echo(f"Deleted {deleted} audit event(s) older than {durations.human(current.audit_retention)}.")
 
 
 def _stamp(moment) -> str:
@@ -326,13 +438,14 @@ clients_cli = AppGroup("clients", help="Register OpenID Connect applications.")
 @click.option("--grant-type", "grant_types", multiple=True, help="authorization_code, refresh_token, client_credentials.")
 @click.option("--id-token-alg", default="RS256", show_default=True)
 @click.option("--trusted", is_flag=True, help="Skip the consent screen (first-party app).")
+@click.option("--scope", "scopes", multiple=True, help="An /api/v1 scope its client_credentials tokens may carry (sessions:view, ...); repeat for several.")
 @click.option("--json", "as_json", is_flag=True)
-def create_client(name, redirect_uris, post_logout, backchannel_logout_uri, frontchannel_logout_uri, public, grant_types, id_token_alg, trusted, as_json) -> None:
+def create_client(name, redirect_uris, post_logout, backchannel_logout_uri, frontchannel_logout_uri, public, grant_types, id_token_alg, trusted, scopes, as_json) -> None:
     """Register an app; prints its client_id and, once, its secret."""
     spec = clients.Registration(
         name=name, redirect_uris=list(redirect_uris), post_logout_redirect_uris=list(post_logout),
         backchannel_logout_uri=backchannel_logout_uri, frontchannel_logout_uri=frontchannel_logout_uri,
-        public=public, id_token_alg=id_token_alg, trusted=trusted,
+        public=public, id_token_alg=id_token_alg, trusted=trusted, scopes=list(scopes),
         **({"grant_types": list(grant_types)} if grant_types else {}),
     )
     try:
@@ -353,7 +466,7 @@ def list_clients(as_json) -> None:
     """List registered OpenID Connect apps."""
     rows = [
         {"client_id": c.client_id, "name": c.app.name, "public": c.is_public, "redirect_uris": c.redirect_uris,
-         "backchannel_logout_uri": c.backchannel_logout_uri, "grant_types": c.grant_types}
+         "backchannel_logout_uri": c.backchannel_logout_uri, "grant_types": c.grant_types, "scope": c.scope}
         for c in db.session.scalars(select(OAuthClient).order_by(OAuthClient.id))
     ]
     _emit(rows, as_json, lambda row: f"{row['client_id']}  {row['name']}  {' '.join(row['redirect_uris'])}")

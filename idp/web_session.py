@@ -131,6 +131,7 @@ def end_message(reason: EndReason, ended: DirectorySession) -> str:
         EndReason.ENDED_BY_USER: "This session was ended from another of your sessions.",
         EndReason.ENDED_BY_ADMIN: "An administrator ended your session.",
         EndReason.PASSWORD_CHANGED: "Your password was changed. Please sign in with the new one.",
+        EndReason.USER_DISABLED: "Your account was disabled by an administrator.",
     }.get(reason, "Your session has ended. Please sign in again.")
 
 

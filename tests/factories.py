@@ -82,3 +82,14 @@ def make_sp_metadata(folder, entity_id: str = "https://sp.example/metadata", *, 
     })
     text = metadata_tostring_fix(entity_descriptor(config), {"xs": "http://www.w3.org/2001/XMLSchema"})
     return text.decode() if isinstance(text, bytes) else text
+
+
+def api_token(flask_app, *scopes: str, name: str = "Script") -> str:
+    """A Bearer token for /api/v1 carrying `scopes`: a client_credentials client registered
+    with them asks /oidc/token for them, as a script would."""
+    client, secret = make_oidc_client(name, redirect_uris=[], grant_types=["client_credentials"], scopes=list(scopes),
+                                      backchannel_logout_uri=None, trusted=False)
+    answer = flask_app.test_client().post("/oidc/token", data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+                                          auth=(client.client_id, secret))
+    assert answer.status_code == 200, answer.json
+    return answer.json["access_token"]

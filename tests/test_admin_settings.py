@@ -49,7 +49,7 @@ def full_form(current: settings.SessionSettings, **changes: str | None) -> dict[
         "persistent_login": "on" if current.persistent_login else None,
         "signout_apps_on_expiry": "on" if current.signout_apps_on_expiry else None,
     }
-    for name in ("inactivity", "absolute", "retention"):
+    for name in ("inactivity", "absolute", "retention", "audit_retention"):
         count, unit = durations.largest_unit(getattr(current, name) or getattr(DEFAULTS, name))
         form[f"{name}_value"], form[f"{name}_unit"] = str(count), unit
     form.update(

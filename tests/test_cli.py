@@ -35,6 +35,7 @@ DEFAULTS_JSON = {
     "signout_url": None,
     "retention": "30d",
     "signout_apps_on_expiry": False,
+    "audit_retention": "365d",
 }
 SESSION_FIELDS = {
     "id", "user", "status", "signed_in_at", "last_activity_at", "expires_at", "persistent",

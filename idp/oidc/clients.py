@@ -13,7 +13,7 @@ from directory import audit
 from directory.db import db
 from directory.models import App
 from directory.sessions import digest
-from idp.oidc.models import OAuthClient
+from idp.oidc.models import API_SCOPES, OAuthClient
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -34,6 +34,7 @@ class Registration:
     grant_types: list[str] = field(default_factory=lambda: ["authorization_code", "refresh_token"])
     id_token_alg: str = "RS256"
     trusted: bool = False
+    scopes: list[str] = field(default_factory=list)  # API_SCOPES its client_credentials tokens may carry
 
 
 def _check_uri(uri: str, what: str) -> str:
@@ -60,6 +61,10 @@ def register(spec: Registration, *, now: datetime, actor_label: str = "cli") -> 
         raise ClientError("a public client cannot use client_credentials")
     if "authorization_code" in spec.grant_types and not spec.redirect_uris:
         raise ClientError("at least one redirect URI is needed for the authorization code grant")
+    if set(spec.scopes) - set(API_SCOPES):
+        raise ClientError(f"scopes must be among {', '.join(API_SCOPES)}")
+    if spec.scopes and spec.grant_types != ["client_credentials"]:
+        raise ClientError("API scopes are for services: use them with the client_credentials grant alone")
     if spec.id_token_alg not in ("RS256", "ES256"):
         raise ClientError("the ID token algorithm must be RS256 or ES256")
     redirect_uris = [_check_uri(uri, "redirect URI") for uri in spec.redirect_uris]
@@ -81,9 +86,13 @@ def register(spec: Registration, *, now: datetime, actor_label: str = "cli") -> 
         frontchannel_logout_uri=front or None,
         grant_types=list(spec.grant_types),
         id_token_signed_response_alg=spec.id_token_alg,
+        scope=" ".join(sorted(set(spec.scopes))),
     )
     db.session.add(client)
-    audit.record("app.registered", now=now, actor_label=actor_label, target=name, protocol="oidc", client_id=client.client_id)
+    audit.record(
+        "app.registered", now=now, actor_label=actor_label, target=name, protocol="oidc", client_id=client.client_id,
+        **({"scope": client.scope} if client.scope else {}),
+    )
     db.session.commit()
     return client, secret
 

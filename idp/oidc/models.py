@@ -13,12 +13,14 @@ from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from directory import policy
+from directory.accounts import PERMISSIONS
 from directory.db import db
 from directory.models import App, AppSession, User
 from directory.sessions import digest
 from idp import context
 
 SCOPES = ("openid", "profile", "email", "offline_access")
+API_SCOPES = PERMISSIONS  # what a client_credentials token may carry for /api/v1, if the client was registered with it
 CODE_LIFETIME = timedelta(seconds=60)
 
 
@@ -37,6 +39,7 @@ class OAuthClient(db.Model):
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     grant_types: Mapped[list[str]] = mapped_column(JSON)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="RS256")
+    scope: Mapped[str] = mapped_column(String(500), default="")  # API_SCOPES its client_credentials tokens may carry
 
     app: Mapped[App] = relationship(lazy="joined")
 
@@ -52,7 +55,8 @@ class OAuthClient(db.Model):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope: str) -> str:
-        return " ".join(s for s in (scope or "").split() if s in SCOPES)
+        allowed = (*SCOPES, *self.scope.split())  # OIDC scopes, and the API scopes it was registered with
+        return " ".join(s for s in (scope or "").split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris  # exact match, never a prefix
