@@ -19,6 +19,7 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     """Build the app from `IDP_*` variables with `overrides` on top; `clock` defaults to the system's."""
     from idp import (
         account,
+        activity,
         admin,
         admin_apps,
         admin_audit,
@@ -50,6 +51,7 @@ def create_app(overrides: dict | None = None, *, clock=None) -> Flask:
     database.init_app(app)
     web_session.init_app(app)
     app.register_blueprint(portal.bp)
+    app.register_blueprint(activity.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_apps.bp)
     app.register_blueprint(admin_saml.bp)

@@ -35,6 +35,12 @@ def sessionless(view):
     return view
 
 
+def passive(view):
+    """Mark a view that reads the directory session without counting as activity."""
+    view.passive = True
+    return view
+
+
 def csrf_exempt(view):
     """Mark a view called by applications, not browsers (token, introspection endpoints)."""
     view.csrf_exempt = True
@@ -80,11 +86,11 @@ def _load_session() -> None:
     now = context.now()
     reason = sessions.check(found, now=now)
     if reason is not None:
-        g.ended, g.cookie = reason, "clear"
-        flash(end_message(reason, found), "info")
+        g.ended, g.cookie, g.ended_message = reason, "clear", end_message(reason, found)
+        flash(g.ended_message, "info")
         return
     g.directory_session, g.user = found, found.user
-    if sessions.touch(found, now=now):
+    if not _view_flag("passive") and sessions.touch(found, now=now):
         # Refresh the cookie with the touch: a persistent one follows a re-applied deadline.
         g.cookie = (token, found)
 
