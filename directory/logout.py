@@ -155,17 +155,11 @@ def take_front_channel(directory_session: DirectorySession, *, now: datetime, pr
 def unreached(directory_session: DirectorySession, *, skip: App | None = None) -> list[str]:
     """Names of the apps its sign-out has not (yet) reached: a notice not delivered, or Single
     Logout on but no way to send one. `skip` is the app that asked and is answered directly."""
-    names = set()
-    ended = db.session.scalars(
-        select(AppSession).where(
-            AppSession.directory_session_id == directory_session.id, AppSession.end_reason == DIRECTORY_SIGNOUT
-        )
+    rows = db.session.execute(
+        select(App, LogoutDelivery.status)
+        .select_from(AppSession)
+        .join(App, AppSession.app_id == App.id)
+        .outerjoin(LogoutDelivery, LogoutDelivery.app_session_id == AppSession.id)
+        .where(AppSession.directory_session_id == directory_session.id, AppSession.end_reason == DIRECTORY_SIGNOUT)
     )
-    for app_session in ended:
-        app = app_session.app
-        if not app.single_logout or app == skip:
-            continue
-        statuses = db.session.scalars(select(LogoutDelivery.status).where(LogoutDelivery.app_session_id == app_session.id)).all()
-        if not statuses or any(status != "sent" for status in statuses):
-            names.add(app.name)
-    return sorted(names)
+    return sorted({app.name for app, status in rows if app.single_logout and app != skip and status != "sent"})

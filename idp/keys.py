@@ -261,33 +261,39 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_manifest(folder: Path, entries: list[KeyEntry]) -> None:
-    data = json.dumps({"keys": [e.as_json() for e in entries]}, indent=2).encode() + b"\n"
-    os.replace(_write_aside(folder, "keys", data, 0o644), folder / MANIFEST)
+def write_json(folder: Path, name: str, payload: dict) -> None:
+    """Replace `folder/name` with `payload` as JSON, atomically: a crash leaves old or new."""
+    data = json.dumps(payload, indent=2).encode() + b"\n"
+    os.replace(_write_aside(folder, Path(name).stem, data, 0o644), folder / name)
     _sync_folder(folder)
 
 
-def _read_manifest(folder: Path) -> list[KeyEntry] | None:
-    path = folder / MANIFEST
+def read_entries(folder: Path, name: str, section: str, build) -> list | None:
+    """`build(item)` for each item of `section` in the JSON file `folder/name`; None if there is
+    no such file; `KeyRingError` if it cannot be read or an item is malformed."""
+    path = folder / name
     try:
-        raw = json.loads(path.read_bytes())
-        entries = [
-            KeyEntry(
-                kid=item["kid"], alg=item["alg"], file=item["file"],
-                created_at=_stamp(item["created_at"]),
-                retired_at=_stamp(item["retired_at"]) if item["retired_at"] is not None else None,
-            )
-            for item in raw["keys"]
-        ]
+        return [build(item) for item in json.loads(path.read_bytes())[section]]
     except FileNotFoundError:
         return None
     except OSError as error:
         raise KeyRingError(f"cannot read {path}: {error.strerror}") from None
     except (ValueError, KeyError, TypeError) as error:
         raise KeyRingError(f"{path} is malformed: {type(error).__name__} {error}") from None
-    for entry in entries:
+
+
+def _write_manifest(folder: Path, entries: list[KeyEntry]) -> None:
+    write_json(folder, MANIFEST, {"keys": [e.as_json() for e in entries]})
+
+
+def _read_manifest(folder: Path) -> list[KeyEntry] | None:
+    entries = read_entries(folder, MANIFEST, "keys", lambda item: KeyEntry(
+        kid=item["kid"], alg=item["alg"], file=item["file"], created_at=_stamp(item["created_at"]),
+        retired_at=_stamp(item["retired_at"]) if item["retired_at"] is not None else None,
+    ))
+    for entry in entries or ():
         if entry.alg not in _KINDS or not isinstance(entry.kid, str) or Path(entry.file).name != entry.file:
-            raise KeyRingError(f"{path}: bad entry for kid {entry.kid!r} (alg {entry.alg!r}, file {entry.file!r})")
+            raise KeyRingError(f"{folder / MANIFEST}: bad entry for kid {entry.kid!r} (alg {entry.alg!r}, file {entry.file!r})")
     return entries
 
 

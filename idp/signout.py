@@ -10,6 +10,7 @@ asked, back to it with a LogoutResponse, PartialLogout if some app was not reach
 from __future__ import annotations
 
 from flask import Response
+from sqlalchemy import inspect
 
 from directory import logout
 from directory.db import db
@@ -22,13 +23,12 @@ from idp.saml.models import LogoutChain, ServiceProvider
 def leave(ended: DirectorySession, *, return_url: str | None = None, asked: saml_logout.LogoutAsk | None = None,
           relay_state: str | None = None) -> Response:
     """Carry the sign-out of `ended` through this browser, then go to `return_url`, or answer
-    the SP's request `asked`."""
+    the SP's request `asked`. The chain is stored only if a SAML SP has to be visited."""
     chain = LogoutChain(
         directory_session_id=ended.id, return_url=return_url, created_at=context.now(), missed=[],
         answer_sp_id=asked.sp.id if asked else None, answer_request_id=asked.id if asked else None,
         answer_relay_state=relay_state,
     )
-    db.session.add(chain)
     return proceed(chain, ended)
 
 
@@ -41,6 +41,7 @@ def proceed(chain: LogoutChain, ended: DirectorySession) -> Response:
             chain.missed = [*chain.missed, row.app_session.app.name]
             return proceed(chain, ended)
         chain.pending_sp_id, chain.pending_request_id, destination = step
+        db.session.add(chain)
         db.session.commit()
         return navigation.go(destination, title="Signing you out")
     return _finish(chain, ended, now)
@@ -54,7 +55,8 @@ def _finish(chain: LogoutChain, ended: DirectorySession, now) -> Response:
                                          outcome(ended, asker, missed=chain.missed))
     else:
         destination = navigation.Destination(chain.return_url or "/")
-    db.session.delete(chain)
+    if inspect(chain).persistent:
+        db.session.delete(chain)
     db.session.commit()
     return navigation.go(destination, frames, title="Signing you out")
 

@@ -330,8 +330,9 @@ def test_a_logout_request_naming_another_sps_session_index_ends_nothing(app, tmp
 # --- propagation ---------------------------------------------------------------------------------
 
 
-def test_two_saml_sps_and_an_oidc_app_slo_from_sp_1_reaches_sp_2_by_soap_and_the_oidc_app_by_logout_token(
-        app, tmp_path, client, portal, clock, http):
+def three_apps(app, tmp_path, client, portal, clock, http):
+    """Alice signed in to Wiki (SLO: Redirect and SOAP), CRM (SOAP) and the OIDC app Mail
+    (back-channel); CRM and Mail answer their notices. Returns (wiki, crm, Mail's RP, its sid)."""
     wiki = register(app, tmp_path, client, "wiki", slo_bindings=("redirect", "soap"))
     crm = register(app, tmp_path, client, "crm", slo_bindings=("soap",))
     oidc_client, secret = make_oidc_client("Mail")
@@ -343,6 +344,12 @@ def test_two_saml_sps_and_an_oidc_app_slo_from_sp_1_reaches_sp_2_by_soap_and_the
     mail_sid = rp.verify_id_token(rp.exchange(code)["id_token"], nonce=rp.nonce, now=clock.now())["sid"]
     http.add_callback(responses.POST, "https://crm.example/slo/soap", callback=crm.soap_answer)
     http.add(responses.POST, "https://mail.example/logout", status=200)
+    return wiki, crm, rp, mail_sid
+
+
+def test_two_saml_sps_and_an_oidc_app_slo_from_sp_1_reaches_sp_2_by_soap_and_the_oidc_app_by_logout_token(
+        app, tmp_path, client, portal, clock, http):
+    wiki, crm, rp, mail_sid = three_apps(app, tmp_path, client, portal, clock, http)
 
     request_id, answer = wiki.start_logout(client)
 
@@ -436,17 +443,8 @@ def test_a_logout_answer_for_no_sign_out_in_progress_is_refused(wiki, client):
 
 def test_an_admin_ending_the_session_reaches_two_saml_sps_and_an_oidc_app_without_a_browser(
         app, tmp_path, client, portal, clock, http):
-    wiki = register(app, tmp_path, client, "wiki", slo_bindings=("redirect", "soap"))
-    crm = register(app, tmp_path, client, "crm", slo_bindings=("soap",))
-    oidc_client, secret = make_oidc_client("Mail")
-    rp = FakeRP(app, oidc_client.client_id, secret, redirect_uri="https://mail.example/cb")
-    portal.login()
-    wiki.sign_in(client)
-    crm.sign_in(client)
-    rp.sign_in(client, rp.authorization_url(), username="alice", password=PASSWORD)
+    wiki, crm, _, _ = three_apps(app, tmp_path, client, portal, clock, http)
     http.add_callback(responses.POST, "https://wiki.example/slo/soap", callback=wiki.soap_answer)
-    http.add_callback(responses.POST, "https://crm.example/slo/soap", callback=crm.soap_answer)
-    http.add(responses.POST, "https://mail.example/logout", status=200)
 
     (session,) = db.session.scalars(select(DirectorySession)).all()
     sessions.end(session, EndReason.ENDED_BY_ADMIN, now=clock.now(), actor_label="test")

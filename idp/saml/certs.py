@@ -27,7 +27,6 @@ no restart; roles follow from the times, so a previous certificate leaves the me
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from idp import keys
 from idp.keys import DEFAULT_PUBLISH_FOR, KeyRingError, _locked, _stamp, _sync_folder, _utc, _write_aside, keyring_folder
 
 KEY_FILE = "saml-signing-key.pem"
@@ -287,28 +287,16 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def _write_manifest(folder: Path, entries: list[CertEntry]) -> None:
-    data = json.dumps({"certs": [e.as_json() for e in entries]}, indent=2).encode() + b"\n"
-    os.replace(_write_aside(folder, "saml", data, 0o644), folder / MANIFEST)
-    _sync_folder(folder)
+    keys.write_json(folder, MANIFEST, {"certs": [e.as_json() for e in entries]})
 
 
 def _read_manifest(folder: Path) -> list[CertEntry] | None:
-    path = folder / MANIFEST
-    try:
-        entries = [
-            CertEntry(item["id"], item["key_file"], item["cert_file"], _stamp(item["staged_at"]),
-                      *(_stamp(item[k]) if item[k] is not None else None for k in ("activated_at", "retired_at")))
-            for item in json.loads(path.read_bytes())["certs"]
-        ]
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise KeyRingError(f"cannot read {path}: {error.strerror}") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise KeyRingError(f"{path} is malformed: {type(error).__name__} {error}") from None
-    for entry in entries:
+    entries = keys.read_entries(folder, MANIFEST, "certs", lambda item: CertEntry(
+        item["id"], item["key_file"], item["cert_file"], _stamp(item["staged_at"]),
+        *(_stamp(item[k]) if item[k] is not None else None for k in ("activated_at", "retired_at"))))
+    for entry in entries or ():
         if any(not isinstance(name, str) or Path(name).name != name for name in (entry.key_file, entry.cert_file)):
-            raise KeyRingError(f"{path}: bad file names for certificate {entry.id!r}")
+            raise KeyRingError(f"{folder / MANIFEST}: bad file names for certificate {entry.id!r}")
     return entries
 
 
