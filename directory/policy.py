@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 #: Activity is written at most this often, and more often for short inactivity timeouts.
 MAX_TOUCH_INTERVAL = timedelta(seconds=60)
+#: The expiry warning shows this long before the deadline, or a quarter of a shorter timeout.
+MAX_WARNING_LEAD = timedelta(minutes=2)
 
 
 class EndReason(StrEnum):
@@ -99,6 +101,13 @@ def touch_interval(lifetime: Lifetime) -> timedelta:
     if lifetime.inactivity is None:
         return MAX_TOUCH_INTERVAL
     return min(MAX_TOUCH_INTERVAL, lifetime.inactivity / 10)
+
+
+def warning_lead(lifetime: Lifetime, ends_by: EndReason) -> timedelta:
+    """How long before the coming deadline the page warns: 2 minutes, or a quarter of the
+    timeout that sets the deadline when that is shorter (a 1-minute timeout warns at 15 s)."""
+    timeout = lifetime.inactivity if ends_by is EndReason.IDLE_TIMEOUT and lifetime.inactivity else lifetime.absolute
+    return min(MAX_WARNING_LEAD, timeout / 4)
 
 
 def should_touch(last_activity: datetime, lifetime: Lifetime, now: datetime) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
+from directory import policy
 from idp import context, web_session
 
 bp = Blueprint("activity", __name__)
@@ -39,6 +40,10 @@ def _answer():
         ends_by=reason.value,  # which deadline comes first: idle_timeout or absolute_timeout
         seconds_left=max(0, int((deadline - now).total_seconds())),
         inactivity_seconds=session.inactivity_seconds,
+        # The page warns this long before the end, and reports activity at most this often
+        # (more often would change nothing: the server records it at that rate).
+        warning_seconds=policy.warning_lead(session.lifetime, reason).total_seconds(),
+        activity_interval_seconds=policy.touch_interval(session.lifetime).total_seconds(),
     )
 
 

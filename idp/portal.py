@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, session, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,12 +35,24 @@ def login():
 def _login_page(status: int = 200, error: str | None = None):
     return render_template(
         "portal/login.html",
+        ended=_ended_elsewhere(),
         allow_persistent=settings.load().persistent_login,
         error=error,
         username=request.form.get("username") or request.args.get("login_hint", "")[:150],
         next=web_session.safe_next(request.values.get("next")),
         fresh=bool(request.values.get("fresh")),
     ), status
+
+
+def _ended_elsewhere() -> str | None:
+    """The sign-in page's notice for a tab sent here by the page script (`?ended=<reason>`)
+    after the session ended in another tab; only a known reason, so no text can be injected.
+    None when this browser has the exact message waiting as a flash."""
+    try:
+        reason = EndReason(request.args.get("ended", ""))
+    except ValueError:
+        return None
+    return None if session.get("_flashes") else web_session.end_message(reason)
 
 
 def _authenticate():
@@ -120,7 +132,7 @@ def logout():
         return web_session.unbind(redirect(destination, 303))
     sessions.end(ended, EndReason.SIGNED_OUT, now=context.now(), actor=g.user, browser=True)
     response = web_session.unbind(signout.leave(ended, return_url=destination))
-    flash(web_session.end_message(EndReason.SIGNED_OUT, ended), "info")
+    flash(web_session.end_message(EndReason.SIGNED_OUT), "info")
     return response
 
 

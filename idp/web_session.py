@@ -86,7 +86,7 @@ def _load_session() -> None:
     now = context.now()
     reason = sessions.check(found, now=now)
     if reason is not None:
-        g.ended, g.cookie, g.ended_message = reason, "clear", end_message(reason, found)
+        g.ended, g.cookie, g.ended_message = reason, "clear", end_message(reason, found.lifetime)
         flash(g.ended_message, "info")
         return
     g.directory_session, g.user = found, found.user
@@ -123,13 +123,16 @@ def _write_cookie(response):
     return response
 
 
-def end_message(reason: EndReason, ended: DirectorySession) -> str:
-    """What the sign-in page tells someone whose session ended, in plain words."""
-    lifetime = ended.lifetime
-    if reason is EndReason.IDLE_TIMEOUT and lifetime.inactivity is not None:
-        return f"You were signed out after {durations.human(lifetime.inactivity)} of inactivity."
+def end_message(reason: EndReason, lifetime: policy.Lifetime | None = None) -> str:
+    """What the sign-in page tells someone whose session ended, in plain words; exact about
+    the timeout when the ended session's `lifetime` is known."""
+    if reason is EndReason.IDLE_TIMEOUT:
+        if lifetime is not None and lifetime.inactivity is not None:
+            return f"You were signed out after {durations.human(lifetime.inactivity)} of inactivity."
+        return "You were signed out because you were inactive for too long."
     if reason is EndReason.ABSOLUTE_TIMEOUT:
-        return f"Your session reached its time limit of {durations.human(lifetime.absolute)}. Please sign in again."
+        limit = f" of {durations.human(lifetime.absolute)}" if lifetime is not None else ""
+        return f"Your session reached its time limit{limit}. Please sign in again."
     return {
         EndReason.SIGNED_OUT: "You have signed out.",
         EndReason.SESSION_LIMIT: "You were signed out because your account signed in elsewhere and reached its session limit.",

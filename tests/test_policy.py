@@ -77,6 +77,22 @@ def test_activity_is_written_at_most_once_per_tenth_of_the_timeout_capped_at_a_m
 
 
 @pytest.mark.parametrize(
+    "inactivity, absolute, ends_by, lead",
+    [
+        (timedelta(minutes=30), timedelta(hours=8), EndReason.IDLE_TIMEOUT, timedelta(minutes=2)),
+        (timedelta(minutes=8), timedelta(hours=8), EndReason.IDLE_TIMEOUT, timedelta(minutes=2)),
+        (timedelta(minutes=7), timedelta(hours=8), EndReason.IDLE_TIMEOUT, timedelta(seconds=105)),
+        (timedelta(minutes=1), timedelta(hours=8), EndReason.IDLE_TIMEOUT, timedelta(seconds=15)),
+        (timedelta(minutes=1), timedelta(minutes=5), EndReason.ABSOLUTE_TIMEOUT, timedelta(seconds=75)),
+        (timedelta(minutes=30), timedelta(hours=8), EndReason.ABSOLUTE_TIMEOUT, timedelta(minutes=2)),
+        (None, timedelta(minutes=6), EndReason.ABSOLUTE_TIMEOUT, timedelta(seconds=90)),
+    ],
+)
+def test_the_warning_shows_two_minutes_or_a_quarter_of_the_deciding_timeout_before_the_end(inactivity, absolute, ends_by, lead):
+    assert policy.warning_lead(Lifetime(inactivity=inactivity, absolute=absolute), ends_by) == lead
+
+
+@pytest.mark.parametrize(
     "active, limit, on_limit, allowed, evicted",
     [
         (["a", "b"], None, OnLimit.END_OLDEST, True, ()),

@@ -36,6 +36,7 @@ def test_status_gives_the_server_deadlines_and_never_extends_the_session(alice, 
     assert body["inactivity_deadline"] == (signed_in + INACTIVITY).isoformat()
     assert body["absolute_deadline"] == (signed_in + timedelta(hours=8)).isoformat()
     assert body["server_time"] == clock.now().isoformat() and body["seconds_left"] == 600
+    assert body["warning_seconds"] == 120 and body["activity_interval_seconds"] == 60
     assert session_rows()[0].last_activity_at == signed_in
 
 
