@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from directory.models import DirectorySession
 from directory.policy import EndReason
@@ -51,31 +51,38 @@ def browser():
         launched.close()
 
 
+class QuietHandler(WSGIRequestHandler):
+    """No access log in the test output; errors are still logged."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
 @pytest.fixture
 def live(app, clock):
     """The app served over HTTP from a thread, with users and short timeouts."""
     set_settings(inactivity=INACTIVITY, absolute=ABSOLUTE)
     make_user("alice", now=clock.now(), display_name="Alice Example")
     make_user("root", role="admin", now=clock.now(), display_name="Ada Admin")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-    thread.join()
+    thread.join(timeout=30)
 
 
 class Time:
     """Moves the server's clock and the browser's together, in steps the page can follow."""
 
-    def __init__(self, server_clock, context) -> None:
+    def __init__(self, server_clock, context, *, browser_skew: timedelta = timedelta()) -> None:
         self.server_clock, self.context = server_clock, context
         self.pending = 0
         context.on("request", self._sent)
         context.on("requestfinished", self._done)
         context.on("requestfailed", self._done)
-        context.clock.install(time=START)
-        context.clock.pause_at(START)
+        context.clock.install(time=START + browser_skew)
+        context.clock.pause_at(START + browser_skew)
 
     def _sent(self, _request) -> None:
         self.pending += 1
@@ -102,10 +109,10 @@ class Time:
             page.wait_for_timeout(10)
 
 
-def new_context(browser, live, clock, *, width: int = 1200):
+def new_context(browser, live, clock, *, width: int = 1200, browser_skew: timedelta = timedelta()):
     """A browser profile (its own cookies) whose clock the test drives."""
     context = browser.new_context(base_url=live, viewport={"width": width, "height": 800})
-    context.time = Time(clock, context)
+    context.time = Time(clock, context, browser_skew=browser_skew)
     return context
 
 
@@ -179,7 +186,23 @@ def test_without_interaction_the_warning_shows_and_then_the_sign_in_page_gives_t
     save(page, "sign-in")
 
 
-def test_stay_signed_in_extends_the_session(context):
+@pytest.mark.parametrize("skew", [timedelta(hours=-5), timedelta(days=2)], ids=["browser-5h-slow", "browser-2d-fast"])
+def test_a_wrong_browser_clock_changes_nothing(browser, live, clock, skew):
+    context = new_context(browser, live, clock, browser_skew=skew)
+    page = context.new_page()
+    sign_in(page)
+    dialog = page.get_by_role("dialog", name="Are you still there?")
+    context.time.advance(seconds=7 * 60 + 55)
+    expect(dialog).to_be_hidden()
+    context.time.advance(seconds=5)
+    expect(dialog).to_contain_text("signed out in 2:00")
+    context.time.advance(seconds=2 * 60)
+    page.wait_for_url("**/login?ended=idle_timeout&next=%2F")
+    context.close()
+
+
+@pytest.mark.parametrize("answer", ["click", "Enter", "Escape"])
+def test_stay_signed_in_extends_the_session(context, answer):
     page = context.new_page()
     sign_in(page)
     context.time.advance(seconds=9 * 60)
@@ -188,7 +211,10 @@ def test_stay_signed_in_extends_the_session(context):
     page.mouse.move(200, 200)  # moving the pointer does not answer the question
     context.time.settle()
     assert the_session().last_activity_at == START
-    dialog.get_by_role("button", name="Stay signed in").click()
+    if answer == "click":
+        dialog.get_by_role("button", name="Stay signed in").click()
+    else:
+        page.keyboard.press(answer)  # focus is on "Stay signed in"; Escape also means "still here"
     expect(dialog).to_be_hidden()
     context.time.settle()
     assert the_session().last_activity_at == START + timedelta(minutes=9)
@@ -196,6 +222,19 @@ def test_stay_signed_in_extends_the_session(context):
     assert the_session().ended_at is None
     expect(dialog).to_be_hidden()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Signed in as")
+
+
+def test_the_warning_signs_out_from_the_keyboard(context):
+    page = context.new_page()
+    sign_in(page)
+    context.time.advance(seconds=8 * 60)
+    dialog = page.get_by_role("dialog", name="Are you still there?")
+    expect(dialog.get_by_role("button", name="Stay signed in")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Sign out")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("You have signed out.")
+    assert the_session().end_reason == EndReason.SIGNED_OUT
 
 
 def test_two_tabs_stay_in_step(context):
