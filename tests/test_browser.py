@@ -160,6 +160,8 @@ def test_mouse_movement_alone_keeps_the_session_alive_past_the_inactivity_timeou
     row = the_session()
     assert row.ended_at is None and row.last_activity_at >= START + timedelta(minutes=14)
     expect(page.locator(WARNING)).to_be_hidden()
+    # The page's "Ends if inactive" follows, by the server's clock.
+    expect(page.locator('time[data-deadline="inactivity"]')).to_have_text(f"{row.last_activity_at + INACTIVITY:%Y-%m-%d %H:%M:%S} UTC")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Signed in as Alice Example")
 

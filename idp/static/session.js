@@ -34,6 +34,7 @@
   const state = {
     deadline: null, // Date.now() scale: when the session ends; null until the server says
     deadlineId: null, // the server's own timestamp of that deadline
+    inactivityAt: null, // the server's timestamp of the inactivity deadline, for the page
     endsBy: null, // "idle_timeout" or "absolute_timeout"
     warningMs: 120000,
     intervalMs: 60000,
@@ -75,6 +76,7 @@
     const deadline = {
       deadline: Date.now() + (Date.parse(chosen) - Date.parse(answer.server_time)),
       deadlineId: chosen,
+      inactivityAt: answer.inactivity_deadline,
       endsBy: answer.ends_by,
       warningMs: answer.warning_seconds * 1000,
       intervalMs: answer.activity_interval_seconds * 1000,
@@ -140,6 +142,7 @@
 
   function render() {
     if (state.deadline === null) return;
+    showInactivityDeadline(state.inactivityAt);
     const left = state.deadline - Date.now();
     const variant = state.endsBy === "absolute_timeout" ? "absolute" : "idle";
     if (left > state.warningMs || (variant === "absolute" && state.dismissed === state.deadlineId)) {
@@ -153,6 +156,15 @@
     if ((seconds % 30 === 0 || seconds === 10) && seconds !== state.announced) {
       state.announced = seconds;
       announcer.textContent = `${spoken(seconds)} left.`;
+    }
+  }
+
+  function showInactivityDeadline(moment) {
+    // The page says when the session ends if inactive; activity since it loaded moved that.
+    for (const node of document.querySelectorAll('time[data-deadline="inactivity"]')) {
+      if (!moment || node.dateTime === moment) continue;
+      node.dateTime = moment;
+      node.textContent = `${new Date(moment).toISOString().slice(0, 19).replace("T", " ")} UTC`;
     }
   }
 
