@@ -297,6 +297,25 @@ def test_an_administrator_ending_the_session_takes_the_page_to_the_sign_in_page(
     expect(page.get_by_role("status")).to_have_text("An administrator ended your session.")
 
 
+def test_a_failing_server_is_asked_once_an_interval_and_the_page_recovers(context):
+    page = context.new_page()
+    sign_in(page)
+    asked = []
+
+    def unavailable(route):
+        asked.append(route.request.url)
+        route.fulfill(status=503, body="Service Unavailable")
+
+    page.route("**/session/status", unavailable)
+    context.time.advance(seconds=3 * 60)
+    assert 2 <= len(asked) <= 4  # one poll a minute, not one a second
+    expect(page.locator(WARNING)).to_be_hidden()
+    assert page.url.endswith("/")
+    page.unroute("**/session/status")
+    context.time.advance(seconds=5 * 60)
+    expect(page.get_by_role("dialog", name="Are you still there?")).to_be_visible()
+
+
 def test_without_javascript_the_server_enforces_the_policy(browser, live, clock):
     context = browser.new_context(base_url=live, java_script_enabled=False)
     page = context.new_page()

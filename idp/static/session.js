@@ -27,6 +27,7 @@
   }
 
   const TICK_MS = 1000;
+  const RETRY_MS = 5000; // after an error, so a server in trouble is not asked every second
   const dialog = document.getElementById("session-warning");
   const countdowns = dialog.querySelectorAll("[data-countdown]");
   const announcer = dialog.querySelector("[data-announce]");
@@ -38,7 +39,7 @@
     endsBy: null, // "idle_timeout" or "absolute_timeout"
     warningMs: 120000,
     intervalMs: 60000,
-    lastReport: 0, // when any tab last reported activity
+    lastReport: Date.now(), // when any tab last reported activity; loading this page was some
     lastCheck: 0,
     interacted: false, // interaction not yet reported
     dismissed: null, // the absolute deadline whose notice the person closed
@@ -99,7 +100,7 @@
       const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, ...init });
       if (response.status === 401) end((await response.json()).reason || "signed_out");
       else if (response.ok) adopt(await response.json());
-      else state.lastCheck = 0; // e.g. a CSRF token replaced by a sign-in in another tab: ask the status
+      else if (response.status === 400) state.lastCheck = 0; // CSRF token replaced by a sign-in elsewhere: ask the status
     } catch (ignored) {
       /* offline for a moment: the next tick asks again */
     }
@@ -135,9 +136,15 @@
     if (state.ending) return;
     const now = Date.now();
     if (state.interacted && now - state.lastReport >= state.intervalMs) report();
-    else if (state.deadline === null || now >= state.deadline) check(); // the server decides
-    else if (now - state.lastCheck >= state.intervalMs) check(); // notices an ending elsewhere
+    else if (checkDue(now)) check();
     render();
+  }
+
+  function checkDue(now) {
+    const since = now - state.lastCheck;
+    if (state.deadline === null) return since >= RETRY_MS; // unknown (an error, an answer awaited)
+    if (now >= state.deadline) return state.lastCheck < state.deadline || since >= RETRY_MS; // the server decides
+    return since >= state.intervalMs; // notices an ending elsewhere
   }
 
   function render() {
