@@ -337,3 +337,34 @@ def test_pages_cannot_be_framed_sniffed_or_cached(client):
     headers = client.get("/login").headers
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "ended, notice",
+    [
+        ("idle_timeout", "You were signed out because you were inactive for too long."),
+        ("absolute_timeout", "Your session reached its time limit. Please sign in again."),
+        ("ended_by_admin", "An administrator ended your session."),
+        ("<script>alert(1)</script>", None),
+        ("Call 555-0100 to restore your account", None),
+        ("IDLE_TIMEOUT", None),
+        ("", None),
+    ],
+)
+def test_the_sign_in_page_names_only_a_known_end_reason_from_its_address(client, ended, notice):
+    page = client.get("/login", query_string={"ended": ended})
+    assert page.status_code == 200
+    shown = page.get_data(as_text=True)
+    if notice is None:
+        assert 'role="status"' not in shown and "alert(1)" not in shown and "555-0100" not in shown
+    else:
+        assert f'<p class="notice" role="status">{notice}</p>' in shown
+
+
+def test_the_exact_flashed_message_wins_over_the_addressed_reason(alice, portal, clock):
+    portal.login()
+    clock.advance(minutes=30)
+    page = portal.client.get("/login?ended=idle_timeout")
+    shown = page.get_data(as_text=True)
+    assert "You were signed out after 30 minutes of inactivity." in shown
+    assert "inactive for too long" not in shown
