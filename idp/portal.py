@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, get_flashed_messages, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -52,7 +52,8 @@ def _ended_elsewhere() -> str | None:
         reason = EndReason(request.args.get("ended", ""))
     except ValueError:
         return None
-    return None if session.get("_flashes") else web_session.end_message(reason)
+    # Flask keeps the flashes read here for the rest of the request, so the page still shows them.
+    return None if get_flashed_messages() else web_session.end_message(reason)
 
 
 def _authenticate():

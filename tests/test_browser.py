@@ -8,6 +8,7 @@ take milliseconds. Screenshots land in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
@@ -144,11 +145,11 @@ def the_session() -> DirectorySession:
 
 def wiggle(page):
     """Pointer movement and nothing else: no click, no key, no page load."""
-    step = {"n": 0}
+    steps = itertools.count(1)
 
     def move():
-        step["n"] += 1
-        page.mouse.move(100 + step["n"] % 7 * 40, 300 + step["n"] % 5 * 30)
+        n = next(steps)
+        page.mouse.move(100 + n % 7 * 40, 300 + n % 5 * 30)
 
     return move
 
@@ -281,9 +282,13 @@ def test_the_absolute_deadline_cannot_be_extended(context):
     assert the_session().end_reason == EndReason.ABSOLUTE_TIMEOUT
 
 
-def test_an_administrator_ending_the_session_takes_the_page_to_the_sign_in_page(context, browser, live, clock):
+def test_an_administrator_ending_the_session_takes_every_tab_to_the_sign_in_page(context, browser, live, clock):
     page = context.new_page()
     sign_in(page)
+    context.time.advance(seconds=30)
+    later = context.new_page()  # polls 30 s after the first tab, so it hears of the end first
+    later.goto("/account/sessions")
+    context.time.settle()
     admin = new_context(browser, live, clock, width=1400)
     admin_page = admin.new_page()
     sign_in(admin_page, "root")
@@ -292,9 +297,12 @@ def test_an_administrator_ending_the_session_takes_the_page_to_the_sign_in_page(
     row = admin_page.get_by_role("row").filter(has_text="alice")
     row.get_by_role("button", name="End this session").click()
     admin.close()
-    context.time.advance(seconds=60)
+    context.time.advance(seconds=30)
     page.wait_for_url("**/login?ended=ended_by_admin&next=%2F")
     expect(page.get_by_role("status")).to_have_text("An administrator ended your session.")
+    # The later tab's own check finds the cookie gone (no reason left): it keeps the first tab's.
+    later.wait_for_url("**/login?ended=ended_by_admin&next=%2Faccount%2Fsessions")
+    expect(later.get_by_role("status")).to_have_text("An administrator ended your session.")
 
 
 def test_a_failing_server_is_asked_once_an_interval_and_the_page_recovers(context):

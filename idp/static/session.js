@@ -45,6 +45,7 @@
     dismissed: null, // the absolute deadline whose notice the person closed
     announced: null,
     inFlight: 0,
+    endedElsewhere: null, // the reason another tab saw, for when the server can no longer say
     ending: false,
   };
   let queue = Promise.resolve(); // one request at a time, in order
@@ -98,7 +99,7 @@
     if (state.ending) return;
     try {
       const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, ...init });
-      if (response.status === 401) end((await response.json()).reason || "signed_out");
+      if (response.status === 401) end((await response.json()).reason || state.endedElsewhere || "signed_out");
       else if (response.ok) adopt(await response.json());
       else if (response.status === 400) state.lastCheck = 0; // CSRF token replaced by a sign-in elsewhere: ask the status
     } catch (ignored) {
@@ -214,11 +215,8 @@
       render();
     } else if (message.type === "ended") {
       // Confirm with the server; its answer carries the reason if this tab is the first to ask.
-      fetch(config.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(async (response) => {
-          if (response.status === 401) end((await response.json()).reason || message.reason);
-        })
-        .catch(() => {});
+      state.endedElsewhere = message.reason;
+      ask(config.statusUrl);
     }
   });
 
